@@ -119,7 +119,9 @@ type TaskState struct {
 	// the rollback request after Status moves on.
 	Outcome TaskStatus `json:"outcome,omitempty"`
 	// Undone says the task's effects are undone or there was nothing to undo.
-	Undone           bool   `json:"undone,omitempty"`
+	Undone bool `json:"undone,omitempty"`
+	// Undoing says the task's rollback is released and has not ended.
+	Undoing          bool   `json:"undoing,omitempty"`
 	RollbackAttempts int    `json:"rollback_attempts,omitempty"`
 	RollbackError    string `json:"rollback_error,omitempty"`
 }
@@ -221,7 +223,7 @@ func (s *Saga) TaskDone(i int, r Result) ([]Action, []Event, error) {
 	case TaskSucceeded:
 		t.Output = r.Output
 		valid := r.Valid
-		s.emit(Event{Type: EventTaskAttested, Stage: &stage, Task: s.id(i), Valid: &valid, Reason: reasonIf(!valid, r.Reason)})
+		s.emit(Event{Type: EventTaskAttested, Stage: intp(stage), Task: s.id(i), Valid: &valid, Reason: reasonIf(!valid, r.Reason)})
 		if valid {
 			t.Status = TaskSucceeded
 			t.Validation = ValidationPassed
@@ -234,12 +236,12 @@ func (s *Saga) TaskDone(i int, r Result) ([]Action, []Event, error) {
 	case TaskFailed:
 		t.Status = TaskFailed
 		t.Error = r.Reason
-		s.emit(Event{Type: EventTaskFailed, Stage: &stage, Task: s.id(i), Reason: r.Reason})
+		s.emit(Event{Type: EventTaskFailed, Stage: intp(stage), Task: s.id(i), Reason: r.Reason})
 		s.fail()
 	case TaskTimedOut:
 		t.Status = TaskTimedOut
 		t.Error = r.Reason
-		s.emit(Event{Type: EventTaskTimedOut, Stage: &stage, Task: s.id(i), Reason: r.Reason})
+		s.emit(Event{Type: EventTaskTimedOut, Stage: intp(stage), Task: s.id(i), Reason: r.Reason})
 		s.fail()
 	}
 	s.advance()
@@ -262,7 +264,7 @@ func (s *Saga) TimeOut(reason string) ([]Action, []Event, error) {
 		}
 		t.Status, t.Outcome, t.Error = TaskTimedOut, TaskTimedOut, reason
 		cancelled = append(cancelled, i)
-		s.emit(Event{Type: EventTaskTimedOut, Stage: &stage, Task: s.id(i), Reason: reason})
+		s.emit(Event{Type: EventTaskTimedOut, Stage: intp(stage), Task: s.id(i), Reason: reason})
 	}
 	if len(cancelled) > 0 {
 		s.acts = append(s.acts, Action{Kind: ActionCancel, Stage: stage, Tasks: cancelled})
@@ -280,16 +282,17 @@ func (s *Saga) RollbackDone(i int, undone bool, attempts int, reason string) ([]
 	}
 	t := &s.st.Tasks[i]
 	stage := s.plan.StageOf[i]
-	if s.st.Status != OpRollingBack || stage != s.st.RollbackStage || t.Undone || t.Status == TaskRollbackFailed {
+	if s.st.Status != OpRollingBack || stage != s.st.RollbackStage || !t.Undoing {
 		return nil, nil, fmt.Errorf("rollback of task %q: %w", s.id(i), ErrTaskNotActive)
 	}
 	t.RollbackAttempts = attempts
+	t.Undoing = false
 	if undone {
 		t.Status, t.Undone, t.RollbackError = TaskRolledBack, true, ""
-		s.emit(Event{Type: EventTaskRolledBack, Stage: &stage, Task: s.id(i)})
+		s.emit(Event{Type: EventTaskRolledBack, Stage: intp(stage), Task: s.id(i)})
 	} else {
 		t.Status, t.RollbackError = TaskRollbackFailed, reason
-		s.emit(Event{Type: EventTaskRollbackFailed, Stage: &stage, Task: s.id(i), Reason: reason})
+		s.emit(Event{Type: EventTaskRollbackFailed, Stage: intp(stage), Task: s.id(i), Reason: reason})
 	}
 	s.advance()
 	return s.flush()
@@ -302,16 +305,16 @@ func (s *Saga) Retry() ([]Action, []Event, error) {
 	}
 	stage := s.st.RollbackStage
 	s.st.Status = OpRollingBack
-	s.emit(Event{Type: EventRollbackRetried, Stage: &stage})
+	s.emit(Event{Type: EventRollbackRetried, Stage: intp(stage)})
 	var again []int
 	for _, i := range s.plan.Stages[stage] {
 		if t := &s.st.Tasks[i]; t.Status == TaskRollbackFailed {
-			t.RollbackError = ""
+			t.Undoing = true
 			again = append(again, i)
 		}
 	}
 	s.acts = append(s.acts, Action{Kind: ActionRollbackStage, Stage: stage, Tasks: again})
-	s.emit(Event{Type: EventRollbackReleased, Stage: &stage})
+	s.emit(Event{Type: EventRollbackReleased, Stage: intp(stage)})
 	return s.flush()
 }
 
@@ -373,7 +376,7 @@ func (s *Saga) advance() {
 	failed := false
 	for _, i := range s.plan.Stages[stage] {
 		t := s.st.Tasks[i]
-		if !t.Undone && t.Status != TaskRollbackFailed && t.Status != TaskPending {
+		if t.Undoing {
 			return // a rollback of this stage is still running
 		}
 		failed = failed || t.Status == TaskRollbackFailed
@@ -391,7 +394,7 @@ func (s *Saga) releaseStage(stage int) {
 	for _, i := range tasks {
 		s.st.Tasks[i].Status = TaskRunning
 	}
-	s.emit(Event{Type: EventStageReleased, Stage: &stage})
+	s.emit(Event{Type: EventStageReleased, Stage: intp(stage)})
 	s.acts = append(s.acts, Action{Kind: ActionRunStage, Stage: stage, Tasks: tasks})
 }
 
@@ -401,7 +404,7 @@ func (s *Saga) releaseStage(stage int) {
 func (s *Saga) releaseRollback(stage int) {
 	for ; stage >= 0; stage-- {
 		s.st.RollbackStage = stage
-		s.emit(Event{Type: EventRollbackReleased, Stage: &stage})
+		s.emit(Event{Type: EventRollbackReleased, Stage: intp(stage)})
 		var run []int
 		for _, i := range s.plan.Stages[stage] {
 			t := &s.st.Tasks[i]
@@ -410,10 +413,10 @@ func (s *Saga) releaseRollback(stage int) {
 			}
 			if s.plan.Op.Tasks[i].Rollback == "" {
 				t.Status, t.Undone = TaskRolledBack, true
-				st := stage
-				s.emit(Event{Type: EventTaskRolledBack, Stage: &st, Task: s.id(i), Reason: "no rollback: nothing to undo"})
+				s.emit(Event{Type: EventTaskRolledBack, Stage: intp(stage), Task: s.id(i), Reason: "no rollback: nothing to undo"})
 				continue
 			}
+			t.Undoing = true
 			run = append(run, i)
 		}
 		if len(run) > 0 {
@@ -443,6 +446,10 @@ func (s *Saga) flush() ([]Action, []Event, error) {
 }
 
 func (s *Saga) id(i int) string { return s.plan.Op.Tasks[i].ID }
+
+// intp returns a pointer to a copy of v, so events never alias a variable
+// that changes later.
+func intp(v int) *int { return &v }
 
 func reasonIf(cond bool, reason string) string {
 	if cond {
