@@ -190,6 +190,26 @@ func (s *Saga) Status() OpStatus { return s.st.Status }
 // Task returns the state of task i.
 func (s *Saga) Task(i int) TaskState { return s.st.Tasks[i] }
 
+// Inputs resolves task i's input labels from the operation's inputs and
+// the recorded outputs of the tasks it depends on.
+func (s *Saga) Inputs(i int) map[string]any {
+	op := s.plan.Op
+	in := make(map[string]any, len(op.Tasks[i].Inputs))
+	for _, l := range op.Tasks[i].Inputs {
+		if v, ok := op.Inputs[l]; ok {
+			in[l] = v
+			continue
+		}
+		for _, d := range s.plan.Deps[i] {
+			if v, ok := s.st.Tasks[d].Output[l]; ok {
+				in[l] = v
+				break
+			}
+		}
+	}
+	return in
+}
+
 func cloneState(st SagaState) SagaState {
 	st.Tasks = slices.Clone(st.Tasks)
 	return st
