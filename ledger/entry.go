@@ -1,0 +1,299 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rlp"
+)
+
+// Hash is a Keccak-256 hash.
+type Hash = common.Hash
+
+// Kind says what an entry holds. The numbers are part of the encoding.
+type Kind uint8
+
+// Entry kinds. Kinds marked derived are computed by the state machine from
+// the entries before them; a block that carries one it would not derive is
+// invalid.
+const (
+	KindSubmission          Kind = 1 // signed by an allowed submitter
+	KindStageRelease        Kind = 2 // derived
+	KindAttestation         Kind = 3 // signed by the task's executor
+	KindTimeout             Kind = 4 // proposed when block time passes a deadline
+	KindRollbackRelease     Kind = 5 // derived
+	KindRollbackAttestation Kind = 6 // signed by the rollback's executor
+	KindRetry               Kind = 7 // signed by an allowed submitter
+	KindAnnouncement        Kind = 8 // signed by a validator
+	KindEvidence            Kind = 9 // two conflicting signed votes
+)
+
+var kindNames = map[Kind]string{
+	KindSubmission: "submission", KindStageRelease: "stage_release", KindAttestation: "attestation",
+	KindTimeout: "timeout", KindRollbackRelease: "rollback_release", KindRollbackAttestation: "rollback_attestation",
+	KindRetry: "retry", KindAnnouncement: "announcement", KindEvidence: "evidence",
+}
+
+// String names the kind as the JSON API does.
+func (k Kind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Derived reports whether entries of kind k are computed by the state
+// machine rather than submitted.
+func (k Kind) Derived() bool { return k == KindStageRelease || k == KindRollbackRelease }
+
+// Entry is one item of a block: its kind and the RLP encoding of the
+// matching body type (Submission, StageRecord, Attestation, Timeout, Retry,
+// Announcement, Evidence). Its hash is Keccak-256 of RLP([kind, body]).
+type Entry struct {
+	Kind Kind
+	Body []byte
+}
+
+// ErrUnknownKind reports an entry whose kind this version does not know.
+var ErrUnknownKind = errors.New("unknown entry kind")
+
+// NewEntry encodes body as an entry of kind k.
+func NewEntry(k Kind, body any) (Entry, error) {
+	b, err := rlp.EncodeToBytes(body)
+	if err != nil {
+		return Entry{}, fmt.Errorf("encode %s: %w", k, err)
+	}
+	return Entry{Kind: k, Body: b}, nil
+}
+
+// Hash returns the entry's hash, which is also an operation's id when the
+// entry is its submission.
+func (e Entry) Hash() Hash {
+	b, _ := rlp.EncodeToBytes(e) // cannot fail: a byte and a byte string
+	return crypto.Keccak256Hash(b)
+}
+
+// Decode decodes the entry's body into the value its kind calls for and
+// returns it as a pointer (*Submission, *StageRecord, …).
+func (e Entry) Decode() (any, error) {
+	var v any
+	switch e.Kind {
+	case KindSubmission:
+		v = new(Submission)
+	case KindStageRelease, KindRollbackRelease:
+		v = new(StageRecord)
+	case KindAttestation, KindRollbackAttestation:
+		v = new(Attestation)
+	case KindTimeout:
+		v = new(Timeout)
+	case KindRetry:
+		v = new(Retry)
+	case KindAnnouncement:
+		v = new(Announcement)
+	case KindEvidence:
+		v = new(Evidence)
+	default:
+		return nil, fmt.Errorf("%w: %d", ErrUnknownKind, uint8(e.Kind))
+	}
+	if err := rlp.DecodeBytes(e.Body, v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", e.Kind, err)
+	}
+	return v, nil
+}
+
+// Submission asks the network to run an operation. Operation is the
+// operation file as canonical JSON (inputs already applied), so every node
+// plans exactly what the submitter signed.
+type Submission struct {
+	Operation []byte
+	// Nonce makes two submissions of the same file distinct operations.
+	Nonce     uint64
+	Submitter Address
+	Signature Signature
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (s *Submission) SigningPayload() []byte {
+	return mustRLP([]any{s.Operation, s.Nonce, s.Submitter})
+}
+
+// Sign signs the submission with key, which becomes its submitter.
+func (s *Submission) Sign(key *PrivateKey, chainID string) error {
+	s.Submitter = key.Address()
+	sig, err := key.Sign(DomainSubmission, chainID, s.SigningPayload())
+	if err != nil {
+		return fmt.Errorf("sign submission: %w", err)
+	}
+	s.Signature = sig
+	return nil
+}
+
+// Verify checks that the submission is signed by its submitter.
+func (s *Submission) Verify(chainID string) error {
+	if err := Verify(DomainSubmission, chainID, s.SigningPayload(), s.Signature, s.Submitter); err != nil {
+		return fmt.Errorf("submission: %w", err)
+	}
+	return nil
+}
+
+// TaskRef is one task of a stage record: what runs, what undoes it, the rule
+// its output must pass, who executes it and by when.
+type TaskRef struct {
+	ID       string
+	Run      string
+	Rollback string
+	Rule     string
+	RuleHash Hash
+	Executor Address
+	// Deadline is the block time (Unix milliseconds) after which the task,
+	// all attempts included, is timed out; 0 for none.
+	Deadline uint64
+}
+
+// StageRecord releases one stage of an operation, forward (KindStageRelease)
+// or its rollbacks (KindRollbackRelease). Prev is the hash of the
+// operation's previous record entry, the submission's for the first, so an
+// operation's records form their own hash-linked chain.
+type StageRecord struct {
+	Operation Hash
+	Stage     uint64
+	Prev      Hash
+	Tasks     []TaskRef
+}
+
+// Attestation is an executor's signed statement of what running a task (or
+// its rollback, as KindRollbackAttestation) gave: the output as canonical
+// JSON, or the error. The rule verdict is not part of it: every node
+// computes that from Output.
+type Attestation struct {
+	Operation Hash
+	Task      string
+	Rollback  bool
+	Attempts  uint64
+	Output    []byte
+	Error     string
+	// Permanent says the error cannot succeed by retrying (for rollbacks).
+	Permanent bool
+	Executor  Address
+	Signature Signature
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (a *Attestation) SigningPayload() []byte {
+	return mustRLP([]any{a.Operation, a.Task, a.Rollback, a.Attempts, a.Output, a.Error, a.Permanent, a.Executor})
+}
+
+// Sign signs the attestation with key, which becomes its executor.
+func (a *Attestation) Sign(key *PrivateKey, chainID string) error {
+	a.Executor = key.Address()
+	sig, err := key.Sign(DomainAttestation, chainID, a.SigningPayload())
+	if err != nil {
+		return fmt.Errorf("sign attestation: %w", err)
+	}
+	a.Signature = sig
+	return nil
+}
+
+// Verify checks that the attestation is signed by its executor.
+func (a *Attestation) Verify(chainID string) error {
+	if err := Verify(DomainAttestation, chainID, a.SigningPayload(), a.Signature, a.Executor); err != nil {
+		return fmt.Errorf("attestation of task %q: %w", a.Task, err)
+	}
+	return nil
+}
+
+// Timeout records that block time passed a task's deadline (or its
+// rollback's) before its attestation arrived. Operation-wide timeouts name
+// no task.
+type Timeout struct {
+	Operation Hash
+	Task      string
+	Rollback  bool
+}
+
+// DomainRetry is the signing domain of retries, kept apart from submissions
+// so that neither signature can stand for the other.
+const DomainRetry Domain = "sagachain/retry/v1"
+
+// Retry asks for the remaining rollbacks of a rollback_failed operation to
+// run again.
+type Retry struct {
+	Operation Hash
+	Nonce     uint64
+	Submitter Address
+	Signature Signature
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (r *Retry) SigningPayload() []byte {
+	return mustRLP([]any{r.Operation, r.Nonce, r.Submitter})
+}
+
+// Sign signs the retry with key.
+func (r *Retry) Sign(key *PrivateKey, chainID string) error {
+	r.Submitter = key.Address()
+	sig, err := key.Sign(DomainRetry, chainID, r.SigningPayload())
+	if err != nil {
+		return fmt.Errorf("sign retry: %w", err)
+	}
+	r.Signature = sig
+	return nil
+}
+
+// Verify checks that the retry is signed by its submitter.
+func (r *Retry) Verify(chainID string) error {
+	if err := Verify(DomainRetry, chainID, r.SigningPayload(), r.Signature, r.Submitter); err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	return nil
+}
+
+// Announcement declares the functions a validator hosts, besides the
+// builtins every node hosts. A later announcement replaces an earlier one.
+type Announcement struct {
+	Validator Address
+	Functions []string
+	// Seq orders a validator's announcements.
+	Seq       uint64
+	Signature Signature
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (a *Announcement) SigningPayload() []byte {
+	return mustRLP([]any{a.Validator, a.Functions, a.Seq})
+}
+
+// Sign signs the announcement with key, which becomes its validator.
+func (a *Announcement) Sign(key *PrivateKey, chainID string) error {
+	a.Validator = key.Address()
+	sig, err := key.Sign(DomainAnnouncement, chainID, a.SigningPayload())
+	if err != nil {
+		return fmt.Errorf("sign announcement: %w", err)
+	}
+	a.Signature = sig
+	return nil
+}
+
+// Verify checks that the announcement is signed by its validator.
+func (a *Announcement) Verify(chainID string) error {
+	if err := Verify(DomainAnnouncement, chainID, a.SigningPayload(), a.Signature, a.Validator); err != nil {
+		return fmt.Errorf("announcement: %w", err)
+	}
+	return nil
+}
+
+// Evidence holds two conflicting votes signed by one validator for the
+// same height, round and type.
+type Evidence struct {
+	A, B Vote
+}
+
+func mustRLP(v any) []byte {
+	b, err := rlp.EncodeToBytes(v)
+	if err != nil {
+		panic(fmt.Sprintf("rlp: %v", err)) // only fixed, encodable types reach here
+	}
+	return b
+}

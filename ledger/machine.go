@@ -1,0 +1,587 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// Machine is the ledger's deterministic state machine. It applies a block's
+// entries to the state by driving each operation's saga kernel, derives the
+// stage and rollback records those entries cause, and checks that a block
+// carries exactly those. It reads no clock and does no I/O: the block's
+// time is the only time it knows, and state comes through a StateReader.
+// A Machine is safe for concurrent use.
+type Machine struct {
+	genesis *Genesis
+	vals    *ValidatorSet
+	limits  taskrt.Limits
+
+	mu    sync.Mutex
+	plans map[Hash]*compiled // a cache: deterministic, so it never changes a result
+	// sigs holds the hashes of entries whose signatures verified. An
+	// entry's hash covers its signature and everything signed, so the
+	// verdict is a function of the hash: caching it saves the second and
+	// third recovery when an entry is checked, proposed and applied.
+	sigs map[Hash]struct{}
+}
+
+// compiled is an operation parsed, planned and with its rules compiled.
+type compiled struct {
+	op    *taskrt.Operation
+	plan  *taskrt.Plan
+	rules []*taskrt.Rule
+}
+
+// NewMachine returns the state machine of the chain g.
+func NewMachine(g *Genesis) (*Machine, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	vals, err := g.ValidatorSet()
+	if err != nil {
+		return nil, err
+	}
+	limits := taskrt.Limits{MaxTasks: g.Params.MaxTasks, MaxFileBytes: g.Params.MaxOperationBytes, MaxOutputBytes: g.Params.MaxOutputBytes}
+	return &Machine{genesis: g, vals: vals, limits: limits, plans: make(map[Hash]*compiled), sigs: make(map[Hash]struct{})}, nil
+}
+
+// Genesis returns the chain's genesis.
+func (m *Machine) Genesis() *Genesis { return m.genesis }
+
+// Validators returns the chain's validators.
+func (m *Machine) Validators() *ValidatorSet { return m.vals }
+
+// Context is where in the chain entries are applied: the height and the
+// block time (Unix milliseconds) of the block that carries them.
+type Context struct {
+	Height uint64
+	Time   uint64
+}
+
+// Applied is what applying a block decided.
+type Applied struct {
+	// Results are the encoded decisions, in order; their Merkle root is
+	// the next header's ResultsRoot.
+	Results [][]byte
+}
+
+// Root returns the Merkle root of the results.
+func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
+
+// ApplyEntries applies a block's entries to st in order. Each submitted
+// entry must be followed by exactly the derived entries applying it causes;
+// any entry that does not fit makes the whole block invalid, and the error
+// names the entry.
+func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
+	out := &Applied{}
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		if e.Kind.Derived() {
+			return nil, &EntryError{Index: i, Kind: e.Kind, Err: errors.New("a derived record that no entry before it causes")}
+		}
+		derived, err := m.apply(st, ctx, e, out)
+		if err != nil {
+			return nil, &EntryError{Index: i, Kind: e.Kind, Err: err}
+		}
+		cause := i
+		for _, d := range derived {
+			i++
+			if i >= len(entries) {
+				return nil, &EntryError{Index: cause, Kind: e.Kind, Err: fmt.Errorf("block ends where its derived %s belongs", d.Kind)}
+			}
+			if got := entries[i]; got.Kind != d.Kind || !bytes.Equal(got.Body, d.Body) {
+				return nil, &EntryError{Index: i, Kind: got.Kind, Err: fmt.Errorf("differs from the %s the state machine derives from entry %d", d.Kind, cause)}
+			}
+		}
+	}
+	return out, nil
+}
+
+// EntryError says which entry of a block is at fault and why.
+type EntryError struct {
+	Index int
+	Kind  Kind
+	Err   error
+}
+
+func (e *EntryError) Error() string { return fmt.Sprintf("entry %d (%s): %v", e.Index, e.Kind, e.Err) }
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// Try applies one submitted entry to st, as a proposer does while filling a
+// block, and returns the entry followed by the records it derives; out, if
+// not nil, collects its results, so that a proposer trying its entries in
+// order ends with what applying its block gives. An entry that does not fit
+// is refused and leaves st and out as they were.
+func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
+	if e.Kind.Derived() {
+		return nil, fmt.Errorf("%s entries are derived, never submitted", e.Kind)
+	}
+	child := NewOverlay(st)
+	res := &Applied{}
+	derived, err := m.apply(child, ctx, e, res)
+	if err != nil {
+		return nil, err
+	}
+	st.Absorb(child)
+	if out != nil {
+		out.Results = append(out.Results, res.Results...)
+	}
+	return append([]Entry{e}, derived...), nil
+}
+
+// Check checks a submitted entry against st without keeping any change: the
+// mempool's admission test.
+func (m *Machine) Check(st StateReader, ctx Context, e Entry) error {
+	_, err := m.Try(NewOverlay(st), ctx, e, nil)
+	return err
+}
+
+// DueTimeouts returns the timeout entries block time ctx.Time makes due:
+// tasks and rollbacks past their deadline, and operations past their own
+// timeout.
+func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
+	ids, err := st.ActiveOperations()
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, id := range ids {
+		r, err := st.Operation(id)
+		if err != nil {
+			return nil, err
+		}
+		c, err := m.compile(r.ID, r.Operation)
+		if err != nil {
+			return nil, err
+		}
+		if r.Saga.Status == taskrt.OpRunning && c.op.Timeout > 0 && ctx.Time > r.Time+uint64(c.op.Timeout.Std().Milliseconds()) {
+			e, _ := NewEntry(KindTimeout, &Timeout{Operation: id})
+			out = append(out, e)
+			continue
+		}
+		for i, t := range r.Saga.Tasks {
+			tr := r.Tasks[i]
+			switch {
+			case t.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0 && tr.Deadline > 0 && ctx.Time > tr.Deadline:
+				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID})
+				out = append(out, e)
+			case t.Undoing && tr.RollbackDeadline > 0 && ctx.Time > tr.RollbackDeadline:
+				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID, Rollback: true})
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Compiled returns the parsed operation and plan of a record.
+func (m *Machine) Compiled(r *OpRecord) (*taskrt.Operation, *taskrt.Plan, error) {
+	c, err := m.compile(r.ID, r.Operation)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.op, c.plan, nil
+}
+
+func (m *Machine) compile(id Hash, raw []byte) (*compiled, error) {
+	m.mu.Lock()
+	c, ok := m.plans[id]
+	m.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	op, err := taskrt.Load(raw, nil, m.limits)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := taskrt.NewPlan(op)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := taskrt.CompileRules(op)
+	if err != nil {
+		return nil, err
+	}
+	c = &compiled{op: op, plan: plan, rules: rules}
+	m.mu.Lock()
+	if len(m.plans) > 100_000 {
+		clear(m.plans) // bound memory; everything is recomputable
+	}
+	m.plans[id] = c
+	m.mu.Unlock()
+	return c, nil
+}
+
+// verifyOnce runs verify for the entry with hash h unless an earlier call
+// for the same hash succeeded.
+func (m *Machine) verifyOnce(h Hash, verify func() error) error {
+	m.mu.Lock()
+	_, ok := m.sigs[h]
+	m.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := verify(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if len(m.sigs) >= 1<<18 {
+		clear(m.sigs) // bound memory; a miss only costs a recovery
+	}
+	m.sigs[h] = struct{}{}
+	m.mu.Unlock()
+	return nil
+}
+
+// Errors for entries that do not fit the state.
+var (
+	ErrSubmitter   = errors.New("submitter is not allowed by genesis")
+	ErrDuplicate   = errors.New("already recorded")
+	ErrNotHosted   = errors.New("no validator hosts the function")
+	ErrNotExecutor = errors.New("signer is not the assigned executor")
+	ErrNotDue      = errors.New("deadline has not passed")
+	ErrStale       = errors.New("announcement is not newer than the last one")
+)
+
+// apply applies one submitted entry and returns the records it derives.
+func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
+	body, err := e.Decode()
+	if err != nil {
+		return nil, err
+	}
+	chainID := m.genesis.ChainID
+	hash := e.Hash()
+	switch b := body.(type) {
+	case *Submission:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return nil, err
+		}
+		if !m.genesis.AllowedSubmitter(b.Submitter) {
+			return nil, fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
+		}
+		id := hash
+		if _, err := st.Operation(id); err == nil {
+			return nil, fmt.Errorf("operation %s: %w", id, ErrDuplicate)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		c, err := m.compile(id, b.Operation)
+		if err != nil {
+			return nil, fmt.Errorf("operation: %w", err)
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		for _, fn := range functionsOf(c.op) {
+			if len(hosts.Of(fn, m.vals)) == 0 {
+				return nil, fmt.Errorf("function %q: %w", fn, ErrNotHosted)
+			}
+		}
+		r := &OpRecord{ID: id, Submitter: b.Submitter, Height: ctx.Height, Time: ctx.Time,
+			Operation: json.RawMessage(b.Operation), Tasks: make([]TaskRecord, len(c.op.Tasks)), Last: id,
+			Stages: make([]StageHashes, len(c.plan.Stages))}
+		s := taskrt.NewSaga(c.plan)
+		acts, evs, err := s.Start()
+		if err != nil {
+			return nil, err
+		}
+		st.put(r)
+		return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+
+	case *Attestation:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return nil, err
+		}
+		r, c, s, i, err := m.load(st, b.Operation, b.Task)
+		if err != nil {
+			return nil, err
+		}
+		if b.Rollback != (e.Kind == KindRollbackAttestation) {
+			return nil, fmt.Errorf("task %q: rollback flag does not match the entry kind", b.Task)
+		}
+		var acts []taskrt.Action
+		var evs []taskrt.Event
+		if b.Rollback {
+			if want := r.Tasks[i].RollbackExecutor; b.Executor != want {
+				return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", b.Task, b.Executor.Hex(), want.Hex(), ErrNotExecutor)
+			}
+			acts, evs, err = s.RollbackDone(i, b.Error == "", int(b.Attempts), b.Error)
+		} else {
+			if want := r.Tasks[i].Executor; b.Executor != want {
+				return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", b.Task, b.Executor.Hex(), want.Hex(), ErrNotExecutor)
+			}
+			acts, evs, err = s.TaskDone(i, m.judge(c, s, i, b))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", b.Task, err)
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+
+	case *Timeout:
+		r, err := st.Operation(b.Operation)
+		if err != nil {
+			return nil, fmt.Errorf("operation %s: %w", b.Operation, err)
+		}
+		c, err := m.compile(r.ID, r.Operation)
+		if err != nil {
+			return nil, err
+		}
+		s, err := taskrt.ResumeSaga(c.plan, r.Saga)
+		if err != nil {
+			return nil, err
+		}
+		var acts []taskrt.Action
+		var evs []taskrt.Event
+		if b.Task == "" {
+			limit := c.op.Timeout.Std().Milliseconds()
+			if limit <= 0 || ctx.Time <= r.Time+uint64(limit) {
+				return nil, fmt.Errorf("operation timeout: %w", ErrNotDue)
+			}
+			acts, evs, err = s.TimeOut(fmt.Sprintf("operation timeout %s exceeded", c.op.Timeout))
+		} else {
+			i, ok := c.plan.Index(b.Task)
+			if !ok {
+				return nil, fmt.Errorf("task %q: %w", b.Task, taskrt.ErrNoSuchTask)
+			}
+			tr := r.Tasks[i]
+			if b.Rollback {
+				if tr.RollbackDeadline == 0 || ctx.Time <= tr.RollbackDeadline {
+					return nil, fmt.Errorf("rollback of task %q: %w", b.Task, ErrNotDue)
+				}
+				acts, evs, err = s.RollbackDone(i, false, r.Saga.Tasks[i].RollbackAttempts, "rollback timed out: no attestation by its deadline")
+			} else {
+				if tr.Deadline == 0 || ctx.Time <= tr.Deadline {
+					return nil, fmt.Errorf("task %q: %w", b.Task, ErrNotDue)
+				}
+				pol := taskrt.PolicyOf(c.op, c.op.Tasks[i])
+				acts, evs, err = s.TaskDone(i, taskrt.Result{Status: taskrt.TaskTimedOut, Reason: fmt.Sprintf("timed out: no attestation within %s", pol.Timeout)})
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("timeout: %w", err)
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+
+	case *Retry:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return nil, err
+		}
+		if !m.genesis.AllowedSubmitter(b.Submitter) {
+			return nil, fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
+		}
+		r, c, s, _, err := m.load(st, b.Operation, "")
+		if err != nil {
+			return nil, err
+		}
+		acts, evs, err := s.Retry()
+		if err != nil {
+			return nil, err
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+
+	case *Announcement:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return nil, err
+		}
+		if !m.vals.Has(b.Validator) {
+			return nil, fmt.Errorf("announcement by %s: %w", b.Validator.Hex(), ErrNotValidator)
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := hosts.ByValidator[b.Validator]; ok && b.Seq <= prev.Seq {
+			return nil, fmt.Errorf("announcement %d by %s, last %d: %w", b.Seq, b.Validator.Hex(), prev.Seq, ErrStale)
+		}
+		hosts.ByValidator[b.Validator] = HostEntry{Seq: b.Seq, Functions: append([]string(nil), b.Functions...)}
+		out.Results = append(out.Results, mustRLP([]any{"announcement", b.Validator, b.Seq}))
+		return nil, nil
+
+	case *Evidence:
+		if err := m.verifyOnce(hash, func() error { return m.checkEvidence(b) }); err != nil {
+			return nil, err
+		}
+		out.Results = append(out.Results, mustRLP([]any{"evidence", b.A.Validator, b.A.Height, b.A.Round}))
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKind, e.Kind)
+}
+
+// load returns an operation's record, compiled form, kernel and the index
+// of the named task (-1 when task is empty).
+func (m *Machine) load(st *Overlay, id Hash, task string) (*OpRecord, *compiled, *taskrt.Saga, int, error) {
+	r, err := st.Operation(id)
+	if err != nil {
+		return nil, nil, nil, 0, fmt.Errorf("operation %s: %w", id, err)
+	}
+	c, err := m.compile(r.ID, r.Operation)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	s, err := taskrt.ResumeSaga(c.plan, r.Saga)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	i := -1
+	if task != "" {
+		var ok bool
+		if i, ok = c.plan.Index(task); !ok {
+			return nil, nil, nil, 0, fmt.Errorf("task %q: %w", task, taskrt.ErrNoSuchTask)
+		}
+	}
+	return r, c, s, i, nil
+}
+
+// judge turns an attestation into the kernel's result, computing the rule
+// verdict from the recorded output: the executor's word is not trusted.
+func (m *Machine) judge(c *compiled, s *taskrt.Saga, i int, a *Attestation) taskrt.Result {
+	if a.Error != "" {
+		return taskrt.Result{Status: taskrt.TaskFailed, Attempts: int(a.Attempts), Reason: a.Error}
+	}
+	var out map[string]any
+	if err := json.Unmarshal(a.Output, &out); err != nil || out == nil {
+		return taskrt.Result{Status: taskrt.TaskFailed, Attempts: int(a.Attempts), Reason: "output is not a JSON object"}
+	}
+	return taskrt.Judge(c.op.Tasks[i], c.rules[i], out, s.Inputs(i), int(a.Attempts), m.limits.MaxOutputBytes)
+}
+
+// follow records the kernel's new state and events in r and turns its
+// actions into derived stage records.
+func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, hosts *Hosts, acts []taskrt.Action, evs []taskrt.Event, out *Applied) ([]Entry, error) {
+	var derived []Entry
+	for _, a := range acts {
+		var kind Kind
+		switch a.Kind {
+		case taskrt.ActionRunStage:
+			kind = KindStageRelease
+		case taskrt.ActionRollbackStage:
+			kind = KindRollbackRelease
+		default:
+			continue // cancel and finish change no record: the state says it all
+		}
+		rec := StageRecord{Operation: r.ID, Stage: uint64(a.Stage), Prev: r.Last}
+		for _, i := range a.Tasks {
+			t := c.op.Tasks[i]
+			fn := t.Run
+			if kind == KindRollbackRelease {
+				fn = t.Rollback
+			}
+			execs := hosts.Of(fn, m.vals)
+			if len(execs) == 0 {
+				return nil, fmt.Errorf("task %q: function %q: %w", t.ID, fn, ErrNotHosted)
+			}
+			exec := Assign(execs, r.ID, t.ID, kind == KindRollbackRelease)
+			deadline := ctx.Time + uint64(taskrt.PolicyOf(c.op, t).Timeout.Milliseconds())
+			if kind == KindStageRelease {
+				r.Tasks[i].Executor, r.Tasks[i].Deadline = exec, deadline
+			} else {
+				r.Tasks[i].RollbackExecutor, r.Tasks[i].RollbackDeadline = exec, deadline
+			}
+			rec.Tasks = append(rec.Tasks, TaskRef{ID: t.ID, Run: t.Run, Rollback: t.Rollback, Rule: t.Validate,
+				RuleHash: crypto.Keccak256Hash([]byte(t.Validate)), Executor: exec, Deadline: deadline})
+		}
+		e, err := NewEntry(kind, &rec)
+		if err != nil {
+			return nil, err
+		}
+		h := e.Hash()
+		if kind == KindStageRelease {
+			r.Stages[a.Stage].Release, r.Stages[a.Stage].ReleasePrev = h, r.Last
+		} else {
+			r.Stages[a.Stage].Rollback, r.Stages[a.Stage].RollbackPrev = h, r.Last
+		}
+		r.Last = h
+		derived = append(derived, e)
+	}
+	r.Saga = s.State()
+	for _, ev := range evs {
+		ev.Height = ctx.Height
+		r.Events = append(r.Events, ev)
+		out.Results = append(out.Results, eventLeaf(r.ID, ev))
+	}
+	return derived, nil
+}
+
+// eventLeaf encodes one decision for the results root.
+func eventLeaf(op Hash, ev taskrt.Event) []byte {
+	var stage uint64
+	if ev.Stage != nil {
+		stage = uint64(*ev.Stage) + 1 // 0 means none
+	}
+	valid := uint64(0)
+	if ev.Valid != nil {
+		valid = 1
+		if *ev.Valid {
+			valid = 2
+		}
+	}
+	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, ev.Reason})
+}
+
+// Assign picks the executor of a task (or of its rollback) among the
+// validators hosting its function: by the hash of the operation id and task
+// id, so every node computes the same choice and tasks spread over hosts.
+func Assign(hosts []Address, op Hash, task string, rollback bool) Address {
+	key := append(op.Bytes(), task...)
+	if rollback {
+		key = append(key, ":rollback"...)
+	}
+	h := crypto.Keccak256(key)
+	return hosts[binary.BigEndian.Uint64(h[:8])%uint64(len(hosts))]
+}
+
+// functionsOf lists the distinct functions an operation names.
+func functionsOf(op *taskrt.Operation) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range op.Tasks {
+		for _, fn := range []string{t.Run, t.Rollback} {
+			if fn != "" && !seen[fn] {
+				seen[fn] = true
+				out = append(out, fn)
+			}
+		}
+	}
+	return out
+}
+
+// checkEvidence checks that two votes are conflicting signed votes of one
+// validator.
+func (m *Machine) checkEvidence(ev *Evidence) error {
+	a, b := ev.A, ev.B
+	if a.Validator != b.Validator || a.Height != b.Height || a.Round != b.Round || a.Type != b.Type {
+		return errors.New("evidence: votes are not from one validator at one height, round and step")
+	}
+	if a.BlockHash == b.BlockHash {
+		return errors.New("evidence: votes do not conflict")
+	}
+	if !m.vals.Has(a.Validator) {
+		return fmt.Errorf("evidence: %s: %w", a.Validator.Hex(), ErrNotValidator)
+	}
+	for _, v := range []*Vote{&a, &b} {
+		if err := v.Verify(m.genesis.ChainID); err != nil {
+			return fmt.Errorf("evidence: %w", err)
+		}
+	}
+	return nil
+}

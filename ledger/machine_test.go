@@ -1,0 +1,404 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// testChain drives the state machine block by block, as a one-validator
+// node would, over an in-memory state.
+type testChain struct {
+	t         *testing.T
+	m         *Machine
+	st        *MemState
+	val, user *PrivateKey
+	height    uint64
+	time      uint64
+	roots     []Hash
+	blocks    [][]Entry
+	ctxs      []Context
+}
+
+func newTestChain(t *testing.T) *testChain {
+	t.Helper()
+	val, user := testKey(t, 1), testKey(t, 2)
+	g := &Genesis{ChainID: "test-chain", Time: 1_000, Validators: []GenesisValidator{{Address: val.Address()}},
+		Submitters: []Address{user.Address()}, Params: DefaultParams()}
+	m, err := NewMachine(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testChain{t: t, m: m, st: NewMemState(), val: val, user: user, time: 1_000}
+}
+
+// block proposes a block holding what can be applied of pending, plus due
+// timeouts, applies it as a validator would, and returns its entries.
+func (c *testChain) block(advanceMS uint64, pending ...Entry) []Entry {
+	c.t.Helper()
+	c.height++
+	c.time += advanceMS
+	ctx := Context{Height: c.height, Time: c.time}
+	prop := NewOverlay(c.st)
+	due, err := c.m.DueTimeouts(c.st, ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var entries []Entry
+	tried := &Applied{}
+	for _, e := range append(pending, due...) {
+		got, err := c.m.Try(prop, ctx, e, tried)
+		if err != nil {
+			c.t.Logf("proposer drops %s: %v", e.Kind, err)
+			continue
+		}
+		entries = append(entries, got...)
+	}
+	c.apply(ctx, entries)
+	if root := c.roots[len(c.roots)-1]; tried.Root() != root {
+		c.t.Fatalf("block %d: the proposer's results root differs from applying the block", c.height)
+	}
+	return entries
+}
+
+func (c *testChain) apply(ctx Context, entries []Entry) {
+	c.t.Helper()
+	ov := NewOverlay(c.st)
+	res, err := c.m.ApplyEntries(ov, ctx, entries)
+	if err != nil {
+		c.t.Fatalf("block %d: %v", ctx.Height, err)
+	}
+	c.st.Commit(ov.Changes())
+	c.roots = append(c.roots, res.Root())
+	c.blocks = append(c.blocks, entries)
+	c.ctxs = append(c.ctxs, ctx)
+}
+
+func (c *testChain) submit(opYAML string) (Entry, Hash) {
+	c.t.Helper()
+	op, err := taskrt.Load([]byte(opYAML), nil, taskrt.DefaultLimits())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	raw, err := json.Marshal(op)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := &Submission{Operation: raw, Nonce: c.height}
+	if err := s.Sign(c.user, "test-chain"); err != nil {
+		c.t.Fatal(err)
+	}
+	e, err := NewEntry(KindSubmission, s)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return e, e.Hash()
+}
+
+// attest plays the executor: for every task assigned to key that is running
+// (or whose rollback is), it returns a signed attestation; outcome decides
+// per task id what the function did ("" output from echo).
+func (c *testChain) attest(id Hash, key *PrivateKey, outcome func(task string, rollback bool) (map[string]any, string)) []Entry {
+	c.t.Helper()
+	r, err := c.st.Operation(id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	op, _, err := c.m.Compiled(r)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []Entry
+	for i, ts := range r.Saga.Tasks {
+		rollback := ts.Undoing
+		if ts.Status != taskrt.TaskRunning && !rollback {
+			continue
+		}
+		t := op.Tasks[i]
+		res, errText := outcome(t.ID, rollback)
+		if res == nil && errText == "" && !rollback {
+			// What the builtin echo returns for this task.
+			res, err = taskrt.Builtins()["echo"].Call(context.Background(), taskrt.Request{Task: t.ID, Params: t.Params, Outputs: t.Outputs})
+			if err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		raw, _ := json.Marshal(res)
+		a := &Attestation{Operation: id, Task: t.ID, Rollback: rollback, Attempts: 1, Error: errText}
+		if errText == "" && !rollback {
+			a.Output = raw
+		}
+		if err := a.Sign(key, "test-chain"); err != nil {
+			c.t.Fatal(err)
+		}
+		kind := KindAttestation
+		if rollback {
+			kind = KindRollbackAttestation
+		}
+		e, _ := NewEntry(kind, a)
+		out = append(out, e)
+	}
+	return out
+}
+
+func (c *testChain) op(id Hash) *OpRecord {
+	r, err := c.st.Operation(id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// run drives an operation to a final state, one block per round of
+// attestations, and returns its record.
+func (c *testChain) run(id Hash, outcome func(string, bool) (map[string]any, string)) *OpRecord {
+	c.t.Helper()
+	for n := 0; n < 50 && !c.op(id).Saga.Status.Final(); n++ {
+		c.block(10, c.attest(id, c.val, outcome)...)
+	}
+	return c.op(id)
+}
+
+const tripYAML = `
+name: trip
+inputs: {traveler: Ada}
+tasks:
+  - {id: flight, run: echo, rollback: noop, inputs: [traveler], outputs: [flight],
+     params: {flight: {confirmation: QX12AB}}, validate: 'output.flight.confirmation.matches("^[A-Z0-9]{6}$")'}
+  - {id: payment, run: echo, rollback: noop, inputs: [traveler], outputs: [charge]}
+  - {id: hotel, run: echo, rollback: noop, inputs: [flight], outputs: [hotel]}
+  - {id: car, run: echo, inputs: [flight, charge], outputs: [car]}
+  - {id: excursion, run: echo, rollback: noop, inputs: [hotel], outputs: [excursion]}
+`
+
+func ok(string, bool) (map[string]any, string) { return nil, "" }
+
+func eventTypes(r *OpRecord) string {
+	var s []string
+	for _, e := range r.Events {
+		x := e.Type
+		if e.Stage != nil {
+			x += fmt.Sprint(*e.Stage)
+		}
+		if e.Task != "" {
+			x += ":" + e.Task
+		}
+		s = append(s, x)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestMachineCompletesAnOperation(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(tripYAML)
+	entries := c.block(10, sub)
+	if len(entries) != 2 || entries[1].Kind != KindStageRelease {
+		t.Fatalf("submission block holds %d entries, want the submission and stage 0's release", len(entries))
+	}
+	r := c.run(id, func(task string, rb bool) (map[string]any, string) {
+		if task == "flight" {
+			return map[string]any{"flight": map[string]any{"confirmation": "QX12AB"}}, ""
+		}
+		return nil, ""
+	})
+	if r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("status %s, want completed; events %s", r.Saga.Status, eventTypes(r))
+	}
+	// The stage records form the operation's own chain back to its submission.
+	prev := id
+	for k, s := range r.Stages {
+		if s.ReleasePrev != prev {
+			t.Fatalf("stage %d points back to %s, want %s", k, s.ReleasePrev, prev)
+		}
+		prev = s.Release
+	}
+	for _, ev := range r.Events {
+		if ev.Height == 0 {
+			t.Fatalf("event %+v has no height", ev)
+		}
+	}
+}
+
+func TestMachineRollsBackOnFailureAndRuleFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		outcome func(string, bool) (map[string]any, string)
+		reason  string
+	}{
+		{"error", func(task string, rb bool) (map[string]any, string) {
+			if task == "hotel" && !rb {
+				return nil, "no rooms left"
+			}
+			return nil, ""
+		}, "no rooms left"},
+		{"rule", func(task string, rb bool) (map[string]any, string) {
+			if task == "flight" && !rb {
+				return map[string]any{"flight": map[string]any{"confirmation": "lowercase"}}, ""
+			}
+			return nil, ""
+		}, "rule returned false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestChain(t)
+			sub, id := c.submit(tripYAML)
+			c.block(10, sub)
+			r := c.run(id, tc.outcome)
+			if r.Saga.Status != taskrt.OpRolledBack {
+				t.Fatalf("status %s, want rolled_back; events %s", r.Saga.Status, eventTypes(r))
+			}
+			found := false
+			for _, ev := range r.Events {
+				found = found || strings.Contains(ev.Reason, tc.reason)
+			}
+			if !found {
+				t.Errorf("no event keeps the reason %q: %+v", tc.reason, r.Events)
+			}
+		})
+	}
+}
+
+func TestMachineTimesOutByBlockTime(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(`
+name: slow
+defaults: {timeout: 1s}
+tasks:
+  - {id: a, run: sleep, rollback: noop, outputs: [x]}
+`)
+	c.block(10, sub)
+	if due, _ := c.m.DueTimeouts(c.st, Context{Height: 2, Time: c.time + 1000}); len(due) != 0 {
+		t.Fatalf("timeout due at the deadline itself: %d entries", len(due))
+	}
+	// A timeout proposed early is refused.
+	early, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: "a"})
+	ov := NewOverlay(c.st)
+	if _, err := c.m.Try(ov, Context{Height: 2, Time: c.time + 500}, early, nil); !errors.Is(err, ErrNotDue) {
+		t.Fatalf("early timeout: got %v, want ErrNotDue", err)
+	}
+	c.block(1001)
+	r := c.op(id)
+	if r.Saga.Tasks[0].Outcome != taskrt.TaskTimedOut {
+		t.Fatalf("task outcome %s, want timed_out; events %s", r.Saga.Tasks[0].Outcome, eventTypes(r))
+	}
+	// The executor's late attestation is refused: the ledger has decided.
+	late := c.attestRunning(id, "a", false)
+	if _, err := c.m.Try(NewOverlay(c.st), Context{Height: 3, Time: c.time}, late, nil); err == nil {
+		t.Fatal("late attestation accepted after the timeout")
+	}
+	r = c.run(id, ok)
+	if r.Saga.Status != taskrt.OpRolledBack {
+		t.Fatalf("status %s, want rolled_back", r.Saga.Status)
+	}
+}
+
+// attestRunning signs an attestation for a task regardless of its state.
+func (c *testChain) attestRunning(id Hash, task string, rollback bool) Entry {
+	a := &Attestation{Operation: id, Task: task, Rollback: rollback, Attempts: 1, Output: []byte(`{"x":1}`)}
+	if err := a.Sign(c.val, "test-chain"); err != nil {
+		c.t.Fatal(err)
+	}
+	kind := KindAttestation
+	if rollback {
+		kind = KindRollbackAttestation
+	}
+	e, _ := NewEntry(kind, a)
+	return e
+}
+
+func TestMachineRefusesForgeries(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(tripYAML)
+	c.block(10, sub)
+	ctx := Context{Height: 2, Time: c.time + 10}
+	try := func(e Entry) error { _, err := c.m.Try(NewOverlay(c.st), ctx, e, nil); return err }
+
+	// An attestation signed by a key that is not the assigned executor.
+	stranger := testKey(t, 9)
+	forged := c.attest(id, stranger, ok)[0]
+	if err := try(forged); !errors.Is(err, ErrNotExecutor) {
+		t.Errorf("attestation by a stranger: got %v, want ErrNotExecutor", err)
+	}
+	// An attestation whose body was altered after signing.
+	good := c.attest(id, c.val, ok)[0]
+	body, _ := good.Decode()
+	a := body.(*Attestation)
+	a.Output = []byte(`{"flight":"tampered"}`)
+	tampered, _ := NewEntry(KindAttestation, a)
+	if err := try(tampered); !errors.Is(err, ErrWrongSigner) {
+		t.Errorf("tampered attestation: got %v, want ErrWrongSigner", err)
+	}
+	// A submission by a key genesis does not allow.
+	s := &Submission{Operation: []byte(`{"name":"x","tasks":[{"id":"a","run":"echo"}]}`)}
+	if err := s.Sign(stranger, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := NewEntry(KindSubmission, s)
+	if err := try(e); !errors.Is(err, ErrSubmitter) {
+		t.Errorf("stranger's submission: got %v, want ErrSubmitter", err)
+	}
+	// A submission naming a function no validator hosts.
+	s = &Submission{Operation: []byte(`{"name":"x","tasks":[{"id":"a","run":"airline.reserve"}]}`)}
+	if err := s.Sign(c.user, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	e, _ = NewEntry(KindSubmission, s)
+	if err := try(e); !errors.Is(err, ErrNotHosted) {
+		t.Errorf("unhosted function: got %v, want ErrNotHosted", err)
+	}
+	// The same submission twice.
+	if err := try(sub); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("duplicate submission: got %v, want ErrDuplicate", err)
+	}
+	// A block whose derived record differs from what the machine derives.
+	sub2, _ := c.submit(strings.Replace(tripYAML, "name: trip", "name: trip-two", 1))
+	got, err := c.m.Try(NewOverlay(c.st), ctx, sub2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := got[1].Decode()
+	sr := rec.(*StageRecord)
+	sr.Tasks[0].Executor = stranger.Address()
+	got[1], _ = NewEntry(KindStageRelease, sr)
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, got); err == nil || !strings.Contains(err.Error(), "derives") {
+		t.Errorf("block with a forged stage record: got %v", err)
+	}
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, got[:1]); err == nil {
+		t.Error("block missing its derived record was accepted")
+	}
+}
+
+// Replaying every block from genesis reproduces every results root.
+func TestMachineReplayIsDeterministic(t *testing.T) {
+	c := newTestChain(t)
+	sub1, id1 := c.submit(tripYAML)
+	sub2, id2 := c.submit(strings.Replace(tripYAML, "name: trip", "name: trip-b", 1))
+	c.block(10, sub1, sub2)
+	fail := func(task string, rb bool) (map[string]any, string) {
+		if task == "car" && !rb {
+			return nil, "no cars"
+		}
+		return nil, ""
+	}
+	for n := 0; n < 50 && !(c.op(id1).Saga.Status.Final() && c.op(id2).Saga.Status.Final()); n++ {
+		c.block(10, append(c.attest(id1, c.val, ok), c.attest(id2, c.val, fail)...)...)
+	}
+	replay := &testChain{t: t, m: c.m, st: NewMemState(), time: 1_000}
+	m2, _ := NewMachine(c.m.Genesis()) // a fresh machine: no cached plans
+	replay.m = m2
+	for h, entries := range c.blocks {
+		replay.apply(c.ctxs[h], entries)
+	}
+	for h := range c.roots {
+		if c.roots[h] != replay.roots[h] {
+			t.Fatalf("results root of block %d differs on replay", h+1)
+		}
+	}
+	if c.op(id1).Saga.Status != taskrt.OpCompleted || c.op(id2).Saga.Status != taskrt.OpRolledBack {
+		t.Fatalf("statuses %s and %s, want completed and rolled_back", c.op(id1).Saga.Status, c.op(id2).Saga.Status)
+	}
+}

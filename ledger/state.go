@@ -1,0 +1,252 @@
+package ledger
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"sort"
+
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// ErrNotFound reports a block, certificate, entry or operation the store
+// does not hold.
+var ErrNotFound = errors.New("not found")
+
+// OpRecord is what the ledger keeps of one operation between blocks: the
+// operation as submitted, the saga kernel's state, who runs each task and by
+// when, the hashes of its record chain, and its history.
+type OpRecord struct {
+	ID        Hash             `json:"id"`
+	Submitter Address          `json:"submitter"`
+	Height    uint64           `json:"submitted_height"`
+	Time      uint64           `json:"submitted_time"`
+	Operation json.RawMessage  `json:"operation"`
+	Saga      taskrt.SagaState `json:"saga"`
+	Tasks     []TaskRecord     `json:"tasks"`
+	Stages    []StageHashes    `json:"stages"`
+	// Last is the hash of the operation's latest record entry; the next
+	// stage record points back to it.
+	Last   Hash           `json:"last"`
+	Events []taskrt.Event `json:"events"`
+}
+
+// TaskRecord is the ledger's assignment of one task and of its rollback.
+type TaskRecord struct {
+	Executor         Address `json:"executor"`
+	Deadline         uint64  `json:"deadline,omitempty"`
+	RollbackExecutor Address `json:"rollback_executor,omitempty"`
+	RollbackDeadline uint64  `json:"rollback_deadline,omitempty"`
+}
+
+// StageHashes are the entry hashes of a stage's records: its release and
+// its latest rollback release, each with the hash it points back to.
+type StageHashes struct {
+	Release      Hash `json:"release"`
+	ReleasePrev  Hash `json:"release_prev"`
+	Rollback     Hash `json:"rollback,omitempty"`
+	RollbackPrev Hash `json:"rollback_prev,omitempty"`
+}
+
+func (r *OpRecord) clone() *OpRecord {
+	c := *r
+	c.Saga = cloneSagaState(r.Saga)
+	c.Tasks = slices.Clone(r.Tasks)
+	c.Stages = slices.Clone(r.Stages)
+	c.Events = slices.Clone(r.Events)
+	return &c
+}
+
+func cloneSagaState(st taskrt.SagaState) taskrt.SagaState {
+	st.Tasks = slices.Clone(st.Tasks)
+	return st
+}
+
+// Hosts records which validator announced which functions.
+type Hosts struct {
+	// ByValidator holds each validator's latest announcement.
+	ByValidator map[Address]HostEntry `json:"by_validator"`
+}
+
+// HostEntry is one validator's latest announcement.
+type HostEntry struct {
+	Seq       uint64   `json:"seq"`
+	Functions []string `json:"functions"`
+}
+
+// Of returns, sorted by address, the validators hosting fn besides the
+// builtins, which every validator hosts.
+func (h *Hosts) Of(fn string, vals *ValidatorSet) []Address {
+	if _, builtin := taskrt.Builtins()[fn]; builtin {
+		return sortedAddrs(vals.List())
+	}
+	var out []Address
+	for a, e := range h.ByValidator {
+		if vals.Has(a) && slices.Contains(e.Functions, fn) {
+			out = append(out, a)
+		}
+	}
+	return sortedAddrs(out)
+}
+
+func (h *Hosts) clone() *Hosts {
+	c := &Hosts{ByValidator: make(map[Address]HostEntry, len(h.ByValidator))}
+	for a, e := range h.ByValidator {
+		c.ByValidator[a] = e
+	}
+	return c
+}
+
+func sortedAddrs(a []Address) []Address {
+	sort.Slice(a, func(i, j int) bool { return string(a[i][:]) < string(a[j][:]) })
+	return a
+}
+
+// StateReader reads the state a block applies to.
+type StateReader interface {
+	// Operation returns an operation's record, or ErrNotFound.
+	Operation(id Hash) (*OpRecord, error)
+	// ActiveOperations returns the ids of operations not in a final state,
+	// in ascending order.
+	ActiveOperations() ([]Hash, error)
+	// Hosts returns the function announcements.
+	Hosts() (*Hosts, error)
+}
+
+// Overlay is a StateReader that keeps the writes of a block over a base
+// state, so that a block can be applied, or tried by a proposer, without
+// touching the store.
+type Overlay struct {
+	base  StateReader
+	ops   map[Hash]*OpRecord
+	hosts *Hosts
+}
+
+var _ StateReader = (*Overlay)(nil)
+
+// NewOverlay returns an empty overlay over base.
+func NewOverlay(base StateReader) *Overlay {
+	return &Overlay{base: base, ops: make(map[Hash]*OpRecord)}
+}
+
+// Operation returns the overlay's copy of the record, reading through to
+// the base the first time. Callers may modify the returned record.
+func (o *Overlay) Operation(id Hash) (*OpRecord, error) {
+	if r, ok := o.ops[id]; ok {
+		return r, nil
+	}
+	r, err := o.base.Operation(id)
+	if err != nil {
+		return nil, err
+	}
+	r = r.clone()
+	o.ops[id] = r
+	return r, nil
+}
+
+// Absorb moves the changes of child, an overlay made over o, into o.
+func (o *Overlay) Absorb(child *Overlay) {
+	for id, r := range child.ops {
+		o.ops[id] = r
+	}
+	if child.hosts != nil {
+		o.hosts = child.hosts
+	}
+}
+
+// put adds a new record.
+func (o *Overlay) put(r *OpRecord) { o.ops[r.ID] = r }
+
+// ActiveOperations merges the base's active operations with the overlay's.
+func (o *Overlay) ActiveOperations() ([]Hash, error) {
+	base, err := o.base.ActiveOperations()
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[Hash]bool, len(base)+len(o.ops))
+	for _, id := range base {
+		set[id] = true
+	}
+	for id, r := range o.ops {
+		set[id] = !r.Saga.Status.Final()
+	}
+	var out []Hash
+	for id, active := range set {
+		if active {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out, nil
+}
+
+// Hosts returns the overlay's copy of the announcements.
+func (o *Overlay) Hosts() (*Hosts, error) {
+	if o.hosts != nil {
+		return o.hosts, nil
+	}
+	h, err := o.base.Hosts()
+	if err != nil {
+		return nil, err
+	}
+	o.hosts = h.clone()
+	return o.hosts, nil
+}
+
+// Changes returns the records the overlay touched, sorted by id, and the
+// announcements if they were read (and so may have changed).
+func (o *Overlay) Changes() ([]*OpRecord, *Hosts) {
+	out := make([]*OpRecord, 0, len(o.ops))
+	for _, r := range o.ops {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })
+	return out, o.hosts
+}
+
+// MemState is a StateReader held in memory: the genesis state of a replay,
+// and the base of tests.
+type MemState struct {
+	Ops       map[Hash]*OpRecord
+	HostTable *Hosts
+}
+
+var _ StateReader = (*MemState)(nil)
+
+// NewMemState returns an empty state.
+func NewMemState() *MemState {
+	return &MemState{Ops: map[Hash]*OpRecord{}, HostTable: &Hosts{ByValidator: map[Address]HostEntry{}}}
+}
+
+// Operation implements StateReader.
+func (m *MemState) Operation(id Hash) (*OpRecord, error) {
+	if r, ok := m.Ops[id]; ok {
+		return r.clone(), nil
+	}
+	return nil, ErrNotFound
+}
+
+// ActiveOperations implements StateReader.
+func (m *MemState) ActiveOperations() ([]Hash, error) {
+	var out []Hash
+	for id, r := range m.Ops {
+		if !r.Saga.Status.Final() {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out, nil
+}
+
+// Hosts implements StateReader.
+func (m *MemState) Hosts() (*Hosts, error) { return m.HostTable.clone(), nil }
+
+// Commit writes an overlay's changes into m.
+func (m *MemState) Commit(ops []*OpRecord, hosts *Hosts) {
+	for _, r := range ops {
+		m.Ops[r.ID] = r
+	}
+	if hosts != nil {
+		m.HostTable = hosts
+	}
+}

@@ -1,0 +1,725 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// Store is a node's durable ledger: the committed blocks with their
+// certificates and results roots, the indexes that find them, and the
+// operation state the next block applies to. The genesis itself lives in
+// genesis.json; the store only remembers its hash (InitGenesis) so that it is
+// never used with another chain.
+type Store interface {
+	StateReader
+
+	// InitGenesis binds an empty store to the chain whose genesis hash is
+	// hash, and checks a used one against it: a store made for another
+	// genesis is refused with ErrGenesisMismatch.
+	InitGenesis(hash Hash) error
+
+	// Head returns the height of the newest block, 0 when the store holds
+	// only the genesis.
+	Head() (uint64, error)
+	// Block returns the block at height h, or ErrNotFound.
+	Block(h uint64) (*Block, error)
+	// BlockHeight returns the height of the block with the given hash, or
+	// ErrNotFound.
+	BlockHeight(hash Hash) (uint64, error)
+	// Commit returns the certificate that committed block h, or ErrNotFound.
+	Commit(h uint64) (*Commit, error)
+	// ResultsRoot returns the root of what applying block h decided (the
+	// header of block h+1 carries it), or ErrNotFound.
+	ResultsRoot(h uint64) (Hash, error)
+	// EntryLocation returns the height of the block that first carried the
+	// entry with the given hash and the entry's index in it, or ErrNotFound.
+	EntryLocation(hash Hash) (height uint64, index int, err error)
+	// Operations lists operation records, newest first, as q asks.
+	Operations(q OpQuery) ([]*OpRecord, error)
+
+	// SaveBlock durably records block b, the certificate c that committed
+	// it, the results root of applying it, the operation records it changed
+	// and, when non-nil, the function announcements, all or nothing. It
+	// refuses a block whose height is not Head()+1 with ErrNotNext.
+	SaveBlock(b *Block, c *Commit, results Hash, ops []*OpRecord, hosts *Hosts) error
+
+	// LastSigned returns the record SaveLastSigned last saved, or
+	// ErrNotFound when there is none. The consensus package defines its
+	// contents.
+	LastSigned() ([]byte, error)
+	// SaveLastSigned durably replaces the last-signed record; it returns
+	// only once the record is on disk, so the caller may then sign.
+	SaveLastSigned(rec []byte) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// OpQuery selects operation records for listing.
+type OpQuery struct {
+	// Status keeps only operations in this status; empty keeps all.
+	Status taskrt.OpStatus
+	// Limit is the most records returned; 0 or less means no limit.
+	Limit int
+	// BeforeHeight keeps only operations submitted below this height; 0
+	// starts from the newest.
+	BeforeHeight uint64
+}
+
+// Store errors a caller may branch on.
+var (
+	// ErrNotNext reports a block that does not extend the head by one.
+	ErrNotNext = errors.New("block height is not head+1")
+	// ErrGenesisMismatch reports a store made for another chain.
+	ErrGenesisMismatch = errors.New("store belongs to another genesis")
+)
+
+// Key layout. Every key starts with a one-byte prefix naming what it holds.
+// Heights are 8-byte big-endian, so that byte order is height order and the
+// iterators below walk heights in order.
+//
+//	"g"                                   genesis hash (32 bytes)
+//	"h"                                   head height (8 bytes); absent means 0
+//	"H"                                   function announcements, Hosts as JSON
+//	"v"                                   the last-signed record (opaque)
+//	"b" height                            block, RLP
+//	"c" height                            certificate that committed the block, RLP
+//	"r" height                            results root of applying the block (32 bytes)
+//	"k" block hash                        height (8 bytes)
+//	"e" entry hash                        height (8 bytes) ‖ index in the block (4 bytes, big-endian)
+//	"o" operation id                      OpRecord, JSON
+//	"n" submitted height ‖ operation id   empty: every operation, by submission
+//	"s" status 0x00 submitted height ‖ id empty: operations by status
+//	"a" operation id                      empty: operations not in a final status
+//
+// Statuses are short ASCII words, so the 0x00 after one ends it and no
+// status's keys run into another's.
+const (
+	prefixBlock      = 'b'
+	prefixCommit     = 'c'
+	prefixResults    = 'r'
+	prefixBlockHash  = 'k'
+	prefixEntry      = 'e'
+	prefixOp         = 'o'
+	prefixOpByHeight = 'n'
+	prefixOpStatus   = 's'
+	prefixActive     = 'a'
+)
+
+var (
+	keyGenesis    = []byte("g")
+	keyHead       = []byte("h")
+	keyHosts      = []byte("H")
+	keyLastSigned = []byte("v")
+)
+
+func heightKey(prefix byte, h uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], h)
+	return k
+}
+
+func hashKey(prefix byte, h Hash) []byte {
+	return append([]byte{prefix}, h[:]...)
+}
+
+func statusPrefix(s taskrt.OpStatus) []byte {
+	k := append([]byte{prefixOpStatus}, s...)
+	return append(k, 0)
+}
+
+// heightIDKey is prefix ‖ height ‖ id, the shape of the listing indexes.
+func heightIDKey(prefix []byte, h uint64, id Hash) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(id))
+	k = append(k, prefix...)
+	k = binary.BigEndian.AppendUint64(k, h)
+	return append(k, id[:]...)
+}
+
+func encodeHeight(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h) }
+
+func decodeHeight(what string, v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%s: stored height has %d bytes, want 8", what, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// BadgerStore is the Store kept in a badger database.
+//
+// Durability: the database is opened with SyncWrites, and the store never
+// calls DB.Sync. Badger then syncs inside every transaction commit, in its
+// single writer goroutine, before the transaction becomes visible to
+// readers: one sync point per SaveBlock and per SaveLastSigned. That sync
+// is two msync(MS_SYNC) calls, the memtable's write-ahead log and the
+// current value-log file; DB.Sync would make the same two calls, so neither
+// choice gets it down to one (strace of BenchmarkSaveBlock: 2 msync per
+// block, no fsync). SyncWrites is chosen because with DB.Sync after the
+// commit, readers could see a block before it is durable, and a memtable
+// switch between the commit and the Sync (value-log GC writes concurrently)
+// would leave the commit in a log that the Sync does not cover. Caveat:
+// badger logs, rather than returns, a failed value-log sync; only values of
+// 1 MiB (badger's ValueThreshold) and more live in the value log, and the
+// error of the write-ahead-log sync, which covers everything smaller, is
+// returned.
+//
+// Writes are serialized by a mutex: there is one writer (the node's commit
+// path and its consensus), and serializing lets the store skip badger's
+// conflict detection.
+type BadgerStore struct {
+	db *badger.DB
+	mu sync.Mutex // serializes writes
+}
+
+var _ Store = (*BadgerStore)(nil)
+
+// OpenBadger opens, or creates, the store in dir.
+func OpenBadger(dir string) (*BadgerStore, error) {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithLogger(badgerLogger{slog.Default().With("component", "badger")})
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return &BadgerStore{db: db}, nil
+}
+
+// OpenInMemory opens an empty store held only in memory, for tests and
+// one-shot tools; nothing survives Close.
+func OpenInMemory() (*BadgerStore, error) {
+	// Without compression the tables need no block cache; allocating
+	// badger's default 256 MiB cache costs ten times the rest of Open.
+	opts := badger.DefaultOptions("").
+		WithInMemory(true).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithDetectConflicts(false).
+		WithLogger(badgerLogger{slog.Default().With("component", "badger")})
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open in-memory store: %w", err)
+	}
+	return &BadgerStore{db: db}, nil
+}
+
+// Close closes the database.
+func (s *BadgerStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// RunGC reclaims value-log space every interval until ctx is done, and then
+// returns nil. Each round calls RunValueLogGC(0.5) until it finds nothing
+// more to rewrite. An in-memory store has no value log: RunGC returns nil at
+// its first round. Any other GC error ends the loop and is returned. Cancel
+// ctx and wait for RunGC to return before Close.
+func (s *BadgerStore) RunGC(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("value log GC: interval %s is not positive", interval)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue // a file was rewritten; there may be more
+			}
+			if errors.Is(err, badger.ErrGCInMemoryMode) {
+				return nil
+			}
+			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+				break
+			}
+			return fmt.Errorf("value log GC: %w", err)
+		}
+	}
+}
+
+// InitGenesis implements Store.
+func (s *BadgerStore) InitGenesis(hash Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Update(func(txn *badger.Txn) error {
+		v, err := getCopy(txn, keyGenesis)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return txn.Set(keyGenesis, hash[:])
+		case err != nil:
+			return fmt.Errorf("genesis hash: %w", err)
+		}
+		if stored := common.BytesToHash(v); stored != hash {
+			return fmt.Errorf("store was made for genesis %s, not %s: %w", stored.Hex(), hash.Hex(), ErrGenesisMismatch)
+		}
+		return nil
+	})
+}
+
+// Head implements Store.
+func (s *BadgerStore) Head() (uint64, error) {
+	var h uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		h, err = readHead(txn)
+		return err
+	})
+	return h, err
+}
+
+func readHead(txn *badger.Txn) (uint64, error) {
+	v, err := getCopy(txn, keyHead)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("head: %w", err)
+	}
+	return decodeHeight("head", v)
+}
+
+// Block implements Store.
+func (s *BadgerStore) Block(h uint64) (*Block, error) {
+	v, err := s.get(heightKey(prefixBlock, h))
+	if err != nil {
+		return nil, fmt.Errorf("block %d: %w", h, err)
+	}
+	b := new(Block)
+	if err := rlp.DecodeBytes(v, b); err != nil {
+		return nil, fmt.Errorf("block %d: decode: %w", h, err)
+	}
+	return b, nil
+}
+
+// BlockHeight implements Store.
+func (s *BadgerStore) BlockHeight(hash Hash) (uint64, error) {
+	v, err := s.get(hashKey(prefixBlockHash, hash))
+	if err != nil {
+		return 0, fmt.Errorf("block %s: %w", hash.Hex(), err)
+	}
+	return decodeHeight("block "+hash.Hex(), v)
+}
+
+// Commit implements Store.
+func (s *BadgerStore) Commit(h uint64) (*Commit, error) {
+	v, err := s.get(heightKey(prefixCommit, h))
+	if err != nil {
+		return nil, fmt.Errorf("certificate of block %d: %w", h, err)
+	}
+	c := new(Commit)
+	if err := rlp.DecodeBytes(v, c); err != nil {
+		return nil, fmt.Errorf("certificate of block %d: decode: %w", h, err)
+	}
+	return c, nil
+}
+
+// ResultsRoot implements Store.
+func (s *BadgerStore) ResultsRoot(h uint64) (Hash, error) {
+	v, err := s.get(heightKey(prefixResults, h))
+	if err != nil {
+		return Hash{}, fmt.Errorf("results root of block %d: %w", h, err)
+	}
+	if len(v) != common.HashLength {
+		return Hash{}, fmt.Errorf("results root of block %d: stored %d bytes, want %d", h, len(v), common.HashLength)
+	}
+	return common.BytesToHash(v), nil
+}
+
+// EntryLocation implements Store.
+func (s *BadgerStore) EntryLocation(hash Hash) (uint64, int, error) {
+	v, err := s.get(hashKey(prefixEntry, hash))
+	if err != nil {
+		return 0, 0, fmt.Errorf("entry %s: %w", hash.Hex(), err)
+	}
+	if len(v) != 12 {
+		return 0, 0, fmt.Errorf("entry %s: stored location has %d bytes, want 12", hash.Hex(), len(v))
+	}
+	return binary.BigEndian.Uint64(v[:8]), int(binary.BigEndian.Uint32(v[8:])), nil
+}
+
+// Operation implements StateReader.
+func (s *BadgerStore) Operation(id Hash) (*OpRecord, error) {
+	var r *OpRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		r, err = readOp(txn, id)
+		return err
+	})
+	return r, err
+}
+
+func readOp(txn *badger.Txn, id Hash) (*OpRecord, error) {
+	v, err := getCopy(txn, hashKey(prefixOp, id))
+	if err != nil {
+		return nil, fmt.Errorf("operation %s: %w", id.Hex(), err)
+	}
+	r, err := decodeOpRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("operation %s: %w", id.Hex(), err)
+	}
+	return r, nil
+}
+
+// encodeOpRecord encodes r as JSON without HTML escaping, so that the raw
+// operation file inside keeps its bytes (it is only compacted).
+func encodeOpRecord(r *OpRecord) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// decodeOpRecord decodes a stored record. Task outputs go back through
+// taskrt.NormalizeObject so that their numbers come back as the int64 and
+// float64 the saga kernel made them, not as the float64 plain JSON decoding
+// would give: a rule comparing an output must judge the same whether the
+// record came from memory or from disk.
+func decodeOpRecord(v []byte) (*OpRecord, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	r := new(OpRecord)
+	if err := dec.Decode(r); err != nil {
+		return nil, fmt.Errorf("decode record: %w", err)
+	}
+	for i := range r.Saga.Tasks {
+		out, err := taskrt.NormalizeObject(r.Saga.Tasks[i].Output)
+		if err != nil {
+			return nil, fmt.Errorf("decode record: task %d output: %w", i, err)
+		}
+		r.Saga.Tasks[i].Output = out
+	}
+	return r, nil
+}
+
+// ActiveOperations implements StateReader.
+func (s *BadgerStore) ActiveOperations() ([]Hash, error) {
+	var out []Hash
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixActive}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 1+common.HashLength {
+				return fmt.Errorf("active operations: malformed key %x", k)
+			}
+			out = append(out, common.BytesToHash(k[1:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("active operations: %w", err)
+	}
+	return out, nil
+}
+
+// Hosts implements StateReader.
+func (s *BadgerStore) Hosts() (*Hosts, error) {
+	v, err := s.get(keyHosts)
+	if errors.Is(err, ErrNotFound) {
+		return &Hosts{ByValidator: map[Address]HostEntry{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hosts: %w", err)
+	}
+	h := new(Hosts)
+	if err := json.Unmarshal(v, h); err != nil {
+		return nil, fmt.Errorf("hosts: decode: %w", err)
+	}
+	if h.ByValidator == nil {
+		h.ByValidator = map[Address]HostEntry{}
+	}
+	return h, nil
+}
+
+var opStatuses = []taskrt.OpStatus{taskrt.OpRunning, taskrt.OpCompleted, taskrt.OpRollingBack, taskrt.OpRolledBack, taskrt.OpRollbackFailed}
+
+// Operations implements Store. Records come newest first: by submitted
+// height, descending, and within one height by id, descending.
+func (s *BadgerStore) Operations(q OpQuery) ([]*OpRecord, error) {
+	prefix := []byte{prefixOpByHeight}
+	if q.Status != "" {
+		known := false
+		for _, st := range opStatuses {
+			known = known || st == q.Status
+		}
+		if !known {
+			return nil, fmt.Errorf("list operations: unknown status %q (want one of %s)", q.Status, joinStatuses())
+		}
+		prefix = statusPrefix(q.Status)
+	}
+	// Reverse iteration starts at the greatest key at or below the seek
+	// key: below every key of height BeforeHeight, or above every key.
+	var seek []byte
+	if q.BeforeHeight > 0 {
+		seek = binary.BigEndian.AppendUint64(bytes.Clone(prefix), q.BeforeHeight)
+	} else {
+		seek = append(bytes.Clone(prefix), bytes.Repeat([]byte{0xff}, 8+common.HashLength+1)...)
+	}
+	var out []*OpRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		for it.Seek(seek); it.Valid(); it.Next() {
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
+			k := it.Item().Key()
+			if len(k) != len(prefix)+8+common.HashLength {
+				return fmt.Errorf("malformed index key %x", k)
+			}
+			r, err := readOp(txn, common.BytesToHash(k[len(prefix)+8:]))
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
+	}
+	return out, nil
+}
+
+func joinStatuses() string {
+	names := make([]string, len(opStatuses))
+	for i, st := range opStatuses {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}
+
+// SaveBlock implements Store: everything goes into one badger transaction,
+// which the commit syncs (see BadgerStore).
+func (s *BadgerStore) SaveBlock(b *Block, c *Commit, results Hash, ops []*OpRecord, hosts *Hosts) error {
+	if b == nil || c == nil {
+		return errors.New("save block: block and certificate are required")
+	}
+	h := b.Header.Height
+	hash := b.Hash()
+	if c.Height != h || c.BlockHash != hash {
+		return fmt.Errorf("save block %d: certificate is for block %s at height %d, want %s", h, c.BlockHash.Hex(), c.Height, hash.Hex())
+	}
+	blockRLP, err := rlp.EncodeToBytes(b)
+	if err != nil {
+		return fmt.Errorf("save block %d: encode: %w", h, err)
+	}
+	commitRLP, err := rlp.EncodeToBytes(c)
+	if err != nil {
+		return fmt.Errorf("save block %d: encode certificate: %w", h, err)
+	}
+	var hostsJSON []byte
+	if hosts != nil {
+		if hostsJSON, err = json.Marshal(hosts); err != nil {
+			return fmt.Errorf("save block %d: encode hosts: %w", h, err)
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = s.db.Update(func(txn *badger.Txn) error {
+		head, err := readHead(txn)
+		if err != nil {
+			return err
+		}
+		if h != head+1 {
+			return fmt.Errorf("head is %d: %w", head, ErrNotNext)
+		}
+		sets := []struct{ k, v []byte }{
+			{heightKey(prefixBlock, h), blockRLP},
+			{heightKey(prefixCommit, h), commitRLP},
+			{heightKey(prefixResults, h), bytes.Clone(results[:])},
+			{hashKey(prefixBlockHash, hash), encodeHeight(h)},
+			{keyHead, encodeHeight(h)},
+		}
+		for _, kv := range sets {
+			if err := txn.Set(kv.k, kv.v); err != nil {
+				return err
+			}
+		}
+		for i, e := range b.Entries {
+			if err := indexEntry(txn, e.Hash(), h, i); err != nil {
+				return fmt.Errorf("entry %d: %w", i, err)
+			}
+		}
+		for _, r := range ops {
+			if err := putOp(txn, r); err != nil {
+				return err
+			}
+		}
+		if hostsJSON != nil {
+			if err := txn.Set(keyHosts, hostsJSON); err != nil {
+				return fmt.Errorf("hosts: %w", err)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("save block %d: the block and its %d operation records exceed one badger transaction: %w", h, len(ops), err)
+	}
+	if err != nil {
+		return fmt.Errorf("save block %d: %w", h, err)
+	}
+	return nil
+}
+
+// indexEntry records where an entry is. An entry seen before (a timeout
+// repeated after a retry has the same hash) keeps its first location.
+func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
+	k := hashKey(prefixEntry, hash)
+	_, err := txn.Get(k)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	v := make([]byte, 12)
+	binary.BigEndian.PutUint64(v, h)
+	binary.BigEndian.PutUint32(v[8:], uint32(i))
+	return txn.Set(k, v)
+}
+
+// storedStatus is the part of a stored record its index keys derive from.
+type storedStatus struct {
+	Height uint64 `json:"submitted_height"`
+	Saga   struct {
+		Status taskrt.OpStatus `json:"status"`
+	} `json:"saga"`
+}
+
+// putOp writes one operation record and moves it between the status and
+// active indexes.
+func putOp(txn *badger.Txn, r *OpRecord) error {
+	if r == nil {
+		return errors.New("nil operation record")
+	}
+	v, err := encodeOpRecord(r)
+	if err != nil {
+		return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
+	}
+	k := hashKey(prefixOp, r.ID)
+	old, err := getCopy(txn, k)
+	switch {
+	case err == nil:
+		var prev storedStatus
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return fmt.Errorf("operation %s: decode stored record: %w", r.ID.Hex(), err)
+		}
+		if err := txn.Delete(heightIDKey(statusPrefix(prev.Saga.Status), prev.Height, r.ID)); err != nil {
+			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+		}
+		if prev.Height != r.Height {
+			if err := txn.Delete(heightIDKey([]byte{prefixOpByHeight}, prev.Height, r.ID)); err != nil {
+				return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+			}
+		}
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+	}
+	active := hashKey(prefixActive, r.ID)
+	for _, op := range []func() error{
+		func() error { return txn.Set(k, v) },
+		func() error { return txn.Set(heightIDKey([]byte{prefixOpByHeight}, r.Height, r.ID), nil) },
+		func() error { return txn.Set(heightIDKey(statusPrefix(r.Saga.Status), r.Height, r.ID), nil) },
+		func() error {
+			// Active means not final: running or rolling_back, the same
+			// rule MemState and Overlay apply.
+			if r.Saga.Status.Final() {
+				return txn.Delete(active)
+			}
+			return txn.Set(active, nil)
+		},
+	} {
+		if err := op(); err != nil {
+			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+		}
+	}
+	return nil
+}
+
+// LastSigned implements Store.
+func (s *BadgerStore) LastSigned() ([]byte, error) {
+	v, err := s.get(keyLastSigned)
+	if err != nil {
+		return nil, fmt.Errorf("last-signed record: %w", err)
+	}
+	return v, nil
+}
+
+// SaveLastSigned implements Store; the commit syncs (see BadgerStore).
+func (s *BadgerStore) SaveLastSigned(rec []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(keyLastSigned, bytes.Clone(rec))
+	}); err != nil {
+		return fmt.Errorf("save last-signed record: %w", err)
+	}
+	return nil
+}
+
+// get reads one value in its own transaction.
+func (s *BadgerStore) get(k []byte) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		v, err = getCopy(txn, k)
+		return err
+	})
+	return v, err
+}
+
+// getCopy reads a value that outlives txn, mapping a missing key to
+// ErrNotFound.
+func getCopy(txn *badger.Txn, k []byte) ([]byte, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// badgerLogger passes badger's errors and warnings to slog and drops its
+// chatter.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, args ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, args...)))
+}
+
+func (b badgerLogger) Warningf(f string, args ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)))
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
