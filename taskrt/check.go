@@ -41,7 +41,8 @@ func (l Limits) Validate() error {
 // Load reads, completes and checks an operation file: it refuses a file over
 // l.MaxFileBytes before parsing it, decodes it with [Decode], sets the given
 // inputs over the file's own (the CLI's --input k=v), and checks the result
-// with [Operation.Check]. Every error is the file's or the inputs' fault.
+// with [Operation.Check]. Invalid limits aside, every error is the fault of
+// the file or of the inputs, so callers can report it as bad input.
 func Load(data []byte, inputs map[string]any, l Limits) (*Operation, error) {
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
@@ -89,7 +90,7 @@ func (e *CycleError) Error() string {
 // rule compiler: names and ids, labels, `after`, cycles, durations, retry
 // policies and l.MaxTasks. It returns the first problem in file order, naming
 // the task and the label or key, so the same file always gets the same
-// error. Rules are compiled separately (CompileRules).
+// error. Rules are compiled separately, by [CompileRules].
 func (op *Operation) Check(l Limits) error {
 	switch {
 	case op.Name == "":
@@ -97,10 +98,8 @@ func (op *Operation) Check(l Limits) error {
 	case !validName(op.Name):
 		return fmt.Errorf("operation name %q is invalid: it must be 1 to 64 of a-z 0-9 . _ - starting with a letter or digit", op.Name)
 	}
-	for _, label := range slices.Sorted(maps.Keys(op.Inputs)) {
-		if label == "" {
-			return errors.New("an operation input has an empty label")
-		}
+	if _, ok := op.Inputs[""]; ok {
+		return errors.New("an operation input has an empty label")
 	}
 	if err := checkDuration(op.Timeout, `the operation's "timeout"`); err != nil {
 		return err
@@ -177,19 +176,16 @@ func checkTask(op *Operation, i int, index map[string]int, producer map[string]i
 			return err
 		}
 	}
-	if err := checkLabelList(op, i, t.Inputs, "input"); err != nil {
+	if err := checkLabelList(op, i, t.Inputs, "input label"); err != nil {
 		return err
 	}
 	if err := checkLabelList(op, i, t.After, `"after" entry`); err != nil {
 		return err
 	}
-	for k, label := range t.Outputs {
-		switch {
-		case label == "":
-			return fmt.Errorf("%s has an empty output label", taskName(op, i))
-		case slices.Contains(t.Outputs[:k], label):
-			return fmt.Errorf("%s lists output %q twice", taskName(op, i), label)
-		}
+	if err := checkLabelList(op, i, t.Outputs, "output label"); err != nil {
+		return err
+	}
+	for _, label := range t.Outputs {
 		if _, ok := op.Inputs[label]; ok {
 			return fmt.Errorf("%s outputs %q, which is also an operation input; a label must have one source", taskName(op, i), label)
 		}
@@ -230,15 +226,37 @@ func checkLinks(op *Operation, i int, index map[string]int, producer map[string]
 
 // checkLabelList refuses empty and repeated entries of a list of task i.
 func checkLabelList(op *Operation, i int, list []string, what string) error {
-	for k, s := range list {
-		switch {
-		case s == "":
+	for _, s := range list {
+		if s == "" {
 			return fmt.Errorf("%s has an empty %s", taskName(op, i), what)
-		case slices.Contains(list[:k], s):
-			return fmt.Errorf("%s lists %s %q twice", taskName(op, i), what, s)
 		}
 	}
+	if s, ok := repeated(list); ok {
+		return fmt.Errorf("%s lists %s %q twice", taskName(op, i), what, s)
+	}
 	return nil
+}
+
+// repeated returns the first entry of list that repeats an earlier one. Short
+// lists, the usual case, are scanned without allocating; long ones use a set
+// so that a task with many labels stays linear.
+func repeated(list []string) (string, bool) {
+	if len(list) <= 16 {
+		for k, s := range list {
+			if slices.Contains(list[:k], s) {
+				return s, true
+			}
+		}
+		return "", false
+	}
+	seen := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		if _, ok := seen[s]; ok {
+			return s, true
+		}
+		seen[s] = struct{}{}
+	}
+	return "", false
 }
 
 // validName reports whether s is a valid operation name,

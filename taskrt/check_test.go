@@ -14,6 +14,11 @@ import (
 )
 
 func TestCheckRules(t *testing.T) {
+	labels := make([]string, 40)
+	for i := range labels {
+		labels[i] = fmt.Sprintf("l%d", i)
+	}
+	longList := strings.Join(labels, ", ")
 	tests := []struct {
 		name string
 		src  string
@@ -42,7 +47,7 @@ func TestCheckRules(t *testing.T) {
 		{"no run", "name: x\ntasks: [{id: a, rollback: noop}]",
 			`task "a" has no "run": it must name the function that does the task`},
 		{"empty input label", "name: x\ntasks: [{id: a, run: echo, inputs: ['']}]",
-			`task "a" has an empty input`},
+			`task "a" has an empty input label`},
 		{"empty output label", "name: x\ntasks: [{id: a, run: echo, outputs: [x, '']}]",
 			`task "a" has an empty output label`},
 		{"null label", "name: x\ntasks: [{id: a, run: echo, outputs: [~]}]",
@@ -50,9 +55,9 @@ func TestCheckRules(t *testing.T) {
 		{"empty operation input label", "name: x\ninputs: {'': 1}\ntasks: [{id: a, run: echo}]",
 			`an operation input has an empty label`},
 		{"input listed twice", "name: x\ninputs: {p: 1}\ntasks: [{id: a, run: echo, inputs: [p, p]}]",
-			`task "a" lists input "p" twice`},
+			`task "a" lists input label "p" twice`},
 		{"output listed twice", "name: x\ntasks: [{id: a, run: echo, outputs: [x, x]}]",
-			`task "a" lists output "x" twice`},
+			`task "a" lists output label "x" twice`},
 		{"label produced twice", "name: x\ntasks:\n- {id: a, run: echo, outputs: [x]}\n- {id: b, run: echo, outputs: [y, x]}",
 			`task "b" outputs "x", which task "a" already outputs; a label must have one source`},
 		{"output shadows an operation input", "name: x\ninputs: {card: 1}\ntasks: [{id: pay, run: echo, outputs: [card]}]",
@@ -67,6 +72,8 @@ func TestCheckRules(t *testing.T) {
 			`task "a" is after itself`},
 		{"after listed twice", "name: x\ntasks: [{id: a, run: echo}, {id: b, run: echo, after: [a, a]}]",
 			`task "b" lists "after" entry "a" twice`},
+		{"repeat in a long list", "name: x\ntasks: [{id: a, run: echo, outputs: [" + longList + ", l7]}]",
+			`task "a" lists output label "l7" twice`},
 		{"empty after entry", "name: x\ntasks: [{id: a, run: echo, after: ['']}]",
 			`task "a" has an empty "after" entry`},
 		{"cycle of two by labels", "name: x\ntasks:\n- {id: a, run: echo, inputs: [y], outputs: [x]}\n- {id: b, run: echo, inputs: [x], outputs: [y]}",

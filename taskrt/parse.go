@@ -43,8 +43,9 @@ func (e *DecodeError) Error() string {
 // unknown key, a value of the wrong kind, a malformed duration, a second
 // document, or YAML that has no JSON equivalent (anchors, aliases, tags, NaN)
 // is a [*DecodeError] naming the line and column. Inputs and params are
-// normalised with [NormalizeJSON], and empty lists and objects are left nil,
-// so an Operation re-encoded as JSON decodes to an equal one.
+// normalised with [NormalizeJSON], and an empty list of labels, empty inputs
+// or empty params are left nil, so an Operation re-encoded as JSON decodes to
+// an equal one.
 //
 // Decode checks the shape of the file, not its meaning: use [Load], or call
 // [Operation.Check] after Decode.

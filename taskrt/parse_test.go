@@ -1,12 +1,17 @@
 package taskrt
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 )
 
 func TestDecodeFields(t *testing.T) {
@@ -342,5 +347,41 @@ func TestNormalizeObject(t *testing.T) {
 	}
 	if _, err := NormalizeObject(map[string]any{"bad": math.Inf(-1)}); err == nil {
 		t.Error("NormalizeObject accepted -Inf")
+	}
+}
+
+// An example operation printed as YAML by goccy (durations through their
+// text form) or as JSON decodes to the same Operation.
+func TestDecodeRoundTrip(t *testing.T) {
+	files, err := filepath.Glob("../testnet/ops/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example operations: %v", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op, err := Load(data, nil, DefaultLimits())
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		y, err := yaml.Marshal(op)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		j, err := json.Marshal(op)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, form := range [][]byte{y, j} {
+			back, err := Decode(form)
+			if err != nil {
+				t.Fatalf("%s: %v in\n%s", f, err, form)
+			}
+			if !reflect.DeepEqual(back, op) {
+				t.Errorf("%s: round trip through\n%s\nchanged the operation:\n got %#v\nwant %#v", f, form, back, op)
+			}
+		}
 	}
 }
