@@ -402,3 +402,94 @@ func TestMachineReplayIsDeterministic(t *testing.T) {
 		t.Fatalf("statuses %s and %s, want completed and rolled_back", c.op(id1).Saga.Status, c.op(id2).Saga.Status)
 	}
 }
+
+// A rollback attested as failed leaves the operation rollback_failed; a
+// retry by an allowed submitter releases the remaining rollbacks again and
+// the operation then rolls back to the end. Tasks without a rollback are
+// recorded as having nothing to undo.
+func TestMachineRollbackFailedThenRetried(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(`
+name: stuck
+tasks:
+  - {id: a, run: echo, rollback: noop, outputs: [x]}
+  - {id: b, run: echo, inputs: [x], outputs: [y]}
+  - {id: c, run: echo, rollback: noop, inputs: [x], outputs: [z]}
+  - {id: d, run: fail, rollback: noop, inputs: [y, z], outputs: [w]}
+`)
+	c.block(10, sub)
+	broken := true
+	r := c.run(id, func(task string, rb bool) (map[string]any, string) {
+		switch {
+		case task == "d" && !rb:
+			return nil, "card declined"
+		case task == "c" && rb && broken:
+			return nil, "hotel API returned 503 after 5 attempts"
+		}
+		return nil, ""
+	})
+	if r.Saga.Status != taskrt.OpRollbackFailed {
+		t.Fatalf("status %s, want rollback_failed; events %s", r.Saga.Status, eventTypes(r))
+	}
+	if a := r.Saga.Tasks[0]; a.Undone {
+		t.Fatal("stage 0 was undone while stage 1's rollback had failed")
+	}
+	// A retry signed by a stranger is refused; the submitter's is not.
+	stranger := testKey(t, 9)
+	forged := &Retry{Operation: id}
+	if err := forged.Sign(stranger, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	fe, _ := NewEntry(KindRetry, forged)
+	if _, err := c.m.Try(NewOverlay(c.st), Context{Height: c.height + 1, Time: c.time + 10}, fe, nil); !errors.Is(err, ErrSubmitter) {
+		t.Fatalf("retry by a stranger: got %v, want ErrSubmitter", err)
+	}
+	retry := &Retry{Operation: id, Nonce: 1}
+	if err := retry.Sign(c.user, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	re, _ := NewEntry(KindRetry, retry)
+	broken = false
+	c.block(10, re)
+	r = c.run(id, ok)
+	if r.Saga.Status != taskrt.OpRolledBack {
+		t.Fatalf("after retry: %s, want rolled_back; events %s", r.Saga.Status, eventTypes(r))
+	}
+	if b := r.Saga.Tasks[1]; b.Status != taskrt.TaskRolledBack || !b.Undone {
+		t.Fatalf("task without rollback: %+v, want rolled_back with nothing to undo", b)
+	}
+	// The rollback records chain back through the retry's release.
+	if s := r.Stages[1]; s.Rollback == (Hash{}) || s.RollbackPrev == (Hash{}) {
+		t.Fatalf("stage 1 rollback record hashes missing: %+v", s)
+	}
+}
+
+// The operation's own timeout, judged by block time, cuts the running stage.
+func TestMachineOperationTimeout(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(`
+name: bounded
+timeout: 2s
+tasks:
+  - {id: a, run: echo, rollback: noop, outputs: [x]}
+  - {id: b, run: sleep, rollback: noop, inputs: [x], outputs: [y], timeout: 1m}
+`)
+	c.block(10, sub)
+	c.block(10, c.attest(id, c.val, func(task string, rb bool) (map[string]any, string) {
+		if task == "b" {
+			panic("b must not be running yet")
+		}
+		return nil, ""
+	})...)
+	if got := c.op(id).Saga.Tasks[1].Status; got != taskrt.TaskRunning {
+		t.Fatalf("b is %s, want running", got)
+	}
+	c.block(2000) // past the operation's 2s, long before b's 1m
+	r := c.op(id)
+	if r.Saga.Tasks[1].Outcome != taskrt.TaskTimedOut || !strings.Contains(r.Saga.Tasks[1].Error, "operation timeout") {
+		t.Fatalf("b: %+v, want timed out by the operation timeout", r.Saga.Tasks[1])
+	}
+	if r = c.run(id, ok); r.Saga.Status != taskrt.OpRolledBack {
+		t.Fatalf("status %s, want rolled_back", r.Saga.Status)
+	}
+}
