@@ -22,4 +22,67 @@
 // unless its recovery id V is 0 or 1 and its S lies in the lower half of the
 // curve order, so no one but the signer can turn a valid signature into a
 // second valid one (ECDSA malleability; see [Recover]).
+//
+// # For auditors: the exact bytes
+//
+// Everything below is RLP (go-ethereum/rlp, the Ethereum yellow paper's
+// encoding): integers are big-endian with no leading zeros (0 is the empty
+// string), booleans are the integers 0 and 1, strings are byte strings,
+// hashes are 32-byte strings, addresses 20-byte strings and signatures
+// 65-byte strings R ‖ S ‖ V with V in {0, 1}. "sign(D, p)" means a signature
+// over SigningHash(D, chainID, p).
+//
+//   - Block header: [chainID, height, round, time (Unix ms), prev (hash of
+//     the previous header; the genesis hash for block 1), proposer,
+//     entriesRoot, resultsRoot, lastCommitHash]. The block hash is
+//     Keccak256(header). The proposer's signature is
+//     sign("sagachain/block/v1", header). A block is the list
+//     [header, [entry…], lastCommit, signature].
+//   - Vote: payload [type (1 prevote, 2 precommit), height, round,
+//     blockHash], signed as sign("sagachain/vote/v1", payload); the zero hash
+//     is a vote for nothing.
+//   - Commit certificate: [height, round, blockHash, [[validator,
+//     signature]…]]; each signature is a precommit vote's for (height,
+//     round, blockHash). Its hash (Keccak256 of that RLP) is the next
+//     header's lastCommitHash. It is valid when more than two thirds of the
+//     genesis validators, counted by recovered address, signed it.
+//   - Entry: [kind, body], kind 1 submission, 2 stage release, 3
+//     attestation, 4 timeout, 5 rollback release, 6 rollback attestation,
+//     7 retry, 8 announcement, 9 evidence. The entry hash is Keccak256 of
+//     that RLP; the entries root is the Merkle root (below) of the entry
+//     hashes in block order.
+//   - Submission body: [operation (the operation file as canonical JSON),
+//     nonce, submitter, signature], signed as sign("sagachain/submission/v1",
+//     [operation, nonce, submitter]). The operation's id is the hash of its
+//     submission entry.
+//   - Attestation body (kinds 3 and 6): [operation id, task, rollback,
+//     attempts, output (JSON bytes), error, permanent, executor, signature],
+//     signed as sign("sagachain/attestation/v1", the same list without the
+//     signature). The executor must be the one the stage record named.
+//   - Retry body: [operation id, nonce, submitter, signature], signed as
+//     sign("sagachain/retry/v1", [operation id, nonce, submitter]).
+//   - Announcement body: [validator, [function…], seq, signature], signed as
+//     sign("sagachain/announce/v1", [validator, [function…], seq]).
+//   - Stage record body (kinds 2 and 5, unsigned: every validator derives
+//     them): [operation id, stage, prev, [[id, run, rollback, rule,
+//     Keccak256(rule), executor, deadline (Unix ms)]…]]. prev is the hash of
+//     the operation's previous record entry, its submission's for stage 0,
+//     so an operation's records form their own hash chain.
+//   - Timeout body: [operation id, task ("" for the operation's own
+//     timeout), rollback].
+//   - Evidence body: [vote, vote], two conflicting signed votes.
+//
+// Merkle roots (entries root, results root) follow RFC 6962 with
+// Keccak-256: a leaf is Keccak256(0x00 ‖ data), an inner node
+// Keccak256(0x01 ‖ left ‖ right), the split at the largest power of two
+// below n, and the empty tree's root is Keccak256 of nothing. The results
+// root of block h (carried in header h+1) is the root over one leaf per
+// decision that applying block h made, each the RLP [operation id, event
+// seq, event type, stage+1 (0 for none), task, valid (0 none, 1 false, 2
+// true), status, reason], or for an announcement ["announcement",
+// validator, seq]; an auditor recomputes them by replaying the chain.
+//
+// The export file's format is documented on [Export]. The examples
+// ExampleAttestation_Sign and ExampleBlock_Sign check a signature using only
+// go-ethereum's crypto and rlp packages, with a key anyone can reproduce.
 package ledger
