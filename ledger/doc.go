@@ -80,7 +80,8 @@
 // decision that applying block h made, each the RLP [operation id, event
 // seq, event type, stage+1 (0 for none), task, valid (0 none, 1 false, 2
 // true), status, reason], or for an announcement ["announcement",
-// validator, seq]; an auditor recomputes them by replaying the chain.
+// validator, seq], for evidence ["evidence", validator, height, round];
+// an auditor recomputes them by replaying the chain.
 //
 // The export file's format is documented on [Export]. The examples
 // ExampleAttestation_Sign and ExampleBlock_Sign check a signature using only

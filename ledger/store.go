@@ -51,11 +51,10 @@ type Store interface {
 	// Operations lists operation records, newest first, as q asks.
 	Operations(q OpQuery) ([]*OpRecord, error)
 
-	// SaveBlock durably records block b, the certificate c that committed
-	// it, the results root of applying it, the operation records it changed
-	// and, when non-nil, the function announcements, all or nothing. It
-	// refuses a block whose height is not Head()+1 with ErrNotNext.
-	SaveBlock(b *Block, c *Commit, results Hash, ops []*OpRecord, hosts *Hosts) error
+	// SaveBlock durably records a block with what goes with it (see
+	// BlockWrite), all or nothing, in one synced write. It refuses a block
+	// whose height is not Head()+1 with ErrNotNext.
+	SaveBlock(w BlockWrite) error
 
 	// LastSigned returns the record SaveLastSigned last saved, or
 	// ErrNotFound when there is none. The consensus package defines its
@@ -515,9 +514,26 @@ func joinStatuses() string {
 	return strings.Join(names, ", ")
 }
 
+// BlockWrite is everything SaveBlock writes at once.
+type BlockWrite struct {
+	// Block and Commit are the block and the certificate that committed it.
+	Block  *Block
+	Commit *Commit
+	// Results is the results root of applying the block.
+	Results Hash
+	// Ops are the operation records the block changed.
+	Ops []*OpRecord
+	// Hosts, when non-nil, are the function announcements after the block.
+	Hosts *Hosts
+	// LastSigned, when non-nil, replaces the last-signed record in the same
+	// write, so a validator that commits and moves on syncs once.
+	LastSigned []byte
+}
+
 // SaveBlock implements Store: everything goes into one badger transaction,
 // which the commit syncs (see BadgerStore).
-func (s *BadgerStore) SaveBlock(b *Block, c *Commit, results Hash, ops []*OpRecord, hosts *Hosts) error {
+func (s *BadgerStore) SaveBlock(w BlockWrite) error {
+	b, c, results, ops, hosts := w.Block, w.Commit, w.Results, w.Ops, w.Hosts
 	if b == nil || c == nil {
 		return errors.New("save block: block and certificate are required")
 	}
@@ -576,6 +592,11 @@ func (s *BadgerStore) SaveBlock(b *Block, c *Commit, results Hash, ops []*OpReco
 		if hostsJSON != nil {
 			if err := txn.Set(keyHosts, hostsJSON); err != nil {
 				return fmt.Errorf("hosts: %w", err)
+			}
+		}
+		if w.LastSigned != nil {
+			if err := txn.Set(keyLastSigned, bytes.Clone(w.LastSigned)); err != nil {
+				return fmt.Errorf("last-signed record: %w", err)
 			}
 		}
 		return nil

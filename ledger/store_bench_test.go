@@ -47,7 +47,7 @@ func BenchmarkSaveBlock(b *testing.B) {
 				for _, r := range ops {
 					r.Saga.Status = status
 				}
-				if err := s.SaveBlock(c.blocks[i], c.commits[i], c.results[i], ops, nil); err != nil {
+				if err := s.SaveBlock(BlockWrite{Block: c.blocks[i], Commit: c.commits[i], Results: c.results[i], Ops: ops}); err != nil {
 					b.Fatal(err)
 				}
 			}

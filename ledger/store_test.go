@@ -76,7 +76,7 @@ func newStChain(t testing.TB, n, entries int) *stChain {
 // save stores block h (1-based) with the given records and hosts.
 func (c *stChain) save(t testing.TB, s Store, h int, ops []*OpRecord, hosts *Hosts) {
 	t.Helper()
-	if err := s.SaveBlock(c.blocks[h-1], c.commits[h-1], c.results[h-1], ops, hosts); err != nil {
+	if err := s.SaveBlock(BlockWrite{Block: c.blocks[h-1], Commit: c.commits[h-1], Results: c.results[h-1], Ops: ops, Hosts: hosts}); err != nil {
 		t.Fatalf("save block %d: %v", h, err)
 	}
 }
@@ -207,7 +207,7 @@ func TestStoreEntryRepeatedKeepsFirstLocation(t *testing.T) {
 func TestStoreSaveBlockRefusesGapsAndRepeats(t *testing.T) {
 	s := stMemStore(t)
 	c := newStChain(t, 3, 1)
-	err := s.SaveBlock(c.blocks[1], c.commits[1], c.results[1], nil, nil)
+	err := s.SaveBlock(BlockWrite{Block: c.blocks[1], Commit: c.commits[1], Results: c.results[1]})
 	if !errors.Is(err, ErrNotNext) || !strings.Contains(err.Error(), "block 2") {
 		t.Fatalf("block 2 on an empty store: err = %v, want ErrNotNext naming block 2", err)
 	}
@@ -216,7 +216,7 @@ func TestStoreSaveBlockRefusesGapsAndRepeats(t *testing.T) {
 	}
 	c.save(t, s, 1, nil, nil)
 	for _, h := range []int{1, 3} {
-		if err := s.SaveBlock(c.blocks[h-1], c.commits[h-1], c.results[h-1], nil, nil); !errors.Is(err, ErrNotNext) {
+		if err := s.SaveBlock(BlockWrite{Block: c.blocks[h-1], Commit: c.commits[h-1], Results: c.results[h-1]}); !errors.Is(err, ErrNotNext) {
 			t.Errorf("block %d over head 1: err = %v, want ErrNotNext", h, err)
 		}
 	}
@@ -228,12 +228,12 @@ func TestStoreSaveBlockRefusesGapsAndRepeats(t *testing.T) {
 func TestStoreSaveBlockRefusesForeignCertificate(t *testing.T) {
 	s := stMemStore(t)
 	c := newStChain(t, 2, 1)
-	if err := s.SaveBlock(c.blocks[0], c.commits[1], c.results[0], nil, nil); err == nil {
+	if err := s.SaveBlock(BlockWrite{Block: c.blocks[0], Commit: c.commits[1], Results: c.results[0]}); err == nil {
 		t.Fatal("block 1 saved with the certificate of block 2")
 	}
 	wrong := *c.commits[0]
 	wrong.BlockHash = stHash("other")
-	if err := s.SaveBlock(c.blocks[0], &wrong, c.results[0], nil, nil); err == nil {
+	if err := s.SaveBlock(BlockWrite{Block: c.blocks[0], Commit: &wrong, Results: c.results[0]}); err == nil {
 		t.Fatal("block 1 saved with a certificate for another hash")
 	}
 	if h, _ := s.Head(); h != 0 {
@@ -246,7 +246,7 @@ func TestStoreSaveBlockIsAtomic(t *testing.T) {
 	s := stMemStore(t)
 	c := newStChain(t, 1, 3)
 	good := stRecord("good", 1, taskrt.OpRunning)
-	err := s.SaveBlock(c.blocks[0], c.commits[0], c.results[0], []*OpRecord{good, nil}, &Hosts{ByValidator: map[Address]HostEntry{{1}: {Seq: 1}}})
+	err := s.SaveBlock(BlockWrite{Block: c.blocks[0], Commit: c.commits[0], Results: c.results[0], Ops: []*OpRecord{good, nil}, Hosts: &Hosts{ByValidator: map[Address]HostEntry{{1}: {Seq: 1}}}})
 	if err == nil {
 		t.Fatal("a nil record was accepted")
 	}
@@ -538,7 +538,7 @@ func TestBadgerReopenFindsEverything(t *testing.T) {
 	if rec, err := s.LastSigned(); err != nil || string(rec) != "signed 3" {
 		t.Errorf("last signed after reopen: %q, %v", rec, err)
 	}
-	if err := s.SaveBlock(c.blocks[2], c.commits[2], c.results[2], nil, nil); !errors.Is(err, ErrNotNext) {
+	if err := s.SaveBlock(BlockWrite{Block: c.blocks[2], Commit: c.commits[2], Results: c.results[2]}); !errors.Is(err, ErrNotNext) {
 		t.Errorf("block 3 again after reopen: err = %v, want ErrNotNext", err)
 	}
 	c.save(t, s, 4, nil, nil)

@@ -1,0 +1,217 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sagachain/sagachain/ledger"
+)
+
+// App is the node's side of consensus: it builds the blocks this node
+// proposes, checks the blocks others propose, and commits decided blocks
+// with the state they produce in one synced write.
+type App struct {
+	machine *ledger.Machine
+	store   ledger.Store
+	mempool *Mempool
+	key     *ledger.PrivateKey
+	params  ledger.Params
+	// now is the local clock, an input so tests can drive it.
+	now func() time.Time
+
+	mu      sync.Mutex
+	checked map[ledger.Hash]*applied // blocks validated, by hash, until commit
+	built   map[ledger.Hash]*applied // blocks this node built, by hash, until commit
+}
+
+// applied is a block's effect, kept between validation and commit.
+type applied struct {
+	overlay *ledger.Overlay
+	results *ledger.Applied
+}
+
+// NewApp returns the application over a store.
+func NewApp(m *ledger.Machine, s ledger.Store, mp *Mempool, key *ledger.PrivateKey, now func() time.Time) *App {
+	return &App{machine: m, store: s, mempool: mp, key: key, params: m.Genesis().Params, now: now,
+		checked: make(map[ledger.Hash]*applied), built: make(map[ledger.Hash]*applied)}
+}
+
+// Parent returns what the block at the next height must link to.
+func (a *App) Parent() (ledger.Parent, error) {
+	head, err := a.store.Head()
+	if err != nil {
+		return ledger.Parent{}, err
+	}
+	if head == 0 {
+		return ledger.GenesisParent(a.machine.Genesis()), nil
+	}
+	b, err := a.store.Block(head)
+	if err != nil {
+		return ledger.Parent{}, err
+	}
+	res, err := a.store.ResultsRoot(head)
+	if err != nil {
+		return ledger.Parent{}, err
+	}
+	return ledger.Parent{Height: head, Hash: b.Hash(), Time: b.Header.Time, Results: res}, nil
+}
+
+// blockTime is the time of a new block on top of p: the local clock, but
+// always after the parent's.
+func (a *App) blockTime(p ledger.Parent) uint64 {
+	return max(uint64(a.now().UnixMilli()), p.Time+1)
+}
+
+// HasWork reports whether a block would carry anything: a waiting entry or
+// a deadline that has passed.
+func (a *App) HasWork() bool {
+	if a.mempool.Len() > 0 {
+		return true
+	}
+	p, err := a.Parent()
+	if err != nil {
+		return false
+	}
+	due, err := a.machine.DueTimeouts(a.store, ledger.Context{Height: p.Height + 1, Time: a.blockTime(p)})
+	return err == nil && len(due) > 0
+}
+
+// ProposeBlock builds and signs a block for height at round: due timeouts
+// first, then waiting entries in arrival order, each tried on the state so
+// far; an entry that no longer fits is dropped from the mempool.
+func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
+	p, err := a.Parent()
+	if err != nil {
+		return nil, err
+	}
+	if height != p.Height+1 {
+		return nil, fmt.Errorf("propose height %d on head %d", height, p.Height)
+	}
+	ctx := ledger.Context{Height: height, Time: a.blockTime(p)}
+	ov := ledger.NewOverlay(a.store)
+	due, err := a.machine.DueTimeouts(a.store, ctx)
+	if err != nil {
+		return nil, err
+	}
+	var entries []ledger.Entry
+	var stale []ledger.Hash
+	size := 0
+	res := &ledger.Applied{}
+	for _, e := range append(due, a.mempool.Pending(a.params.MaxBlockEntries)...) {
+		// Tried on a child, so an entry that does not fit in the block
+		// leaves the block's state untouched.
+		child, part := ledger.NewOverlay(ov), &ledger.Applied{}
+		got, err := a.machine.Try(child, ctx, e, part)
+		if err != nil {
+			stale = append(stale, e.Hash())
+			continue
+		}
+		n := 0
+		for _, g := range got {
+			n += len(g.Body) + 8
+		}
+		if len(entries)+len(got) > a.params.MaxBlockEntries || size+n > a.params.MaxBlockBytes {
+			break // the rest waits for the next block
+		}
+		ov.Absorb(child)
+		res.Results = append(res.Results, part.Results...)
+		entries, size = append(entries, got...), size+n
+	}
+	a.mempool.Remove(stale...)
+	var last ledger.Commit
+	if p.Height > 0 {
+		c, err := a.store.Commit(p.Height)
+		if err != nil {
+			return nil, fmt.Errorf("certificate of block %d: %w", p.Height, err)
+		}
+		last = *c
+	}
+	b, err := ledger.NewBlock(a.key, a.machine.Genesis().ChainID, height, round, ctx.Time, p.Hash, p.Results, last, entries)
+	if err != nil {
+		return nil, err
+	}
+	// The proposer already applied its block while building it; the
+	// header checks in ValidateBlock still run when consensus asks.
+	a.mu.Lock()
+	a.built[b.Hash()] = &applied{overlay: ov, results: res}
+	a.mu.Unlock()
+	return b, nil
+}
+
+// ValidateBlock checks a proposed block fully (DESIGN §9 Valid(v)): header,
+// signatures, certificate, time within the drift bound of the local clock,
+// and every entry replayed against the state. The result is kept for
+// Commit.
+func (a *App) ValidateBlock(b *ledger.Block) error {
+	hash := b.Hash()
+	a.mu.Lock()
+	_, done := a.checked[hash]
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	p, err := a.Parent()
+	if err != nil {
+		return err
+	}
+	if err := a.machine.CheckHeader(p, b); err != nil {
+		return fmt.Errorf("block %d: %w", b.Header.Height, err)
+	}
+	if limit := uint64(a.now().UnixMilli()) + a.params.MaxClockDriftMS; b.Header.Time > limit {
+		return fmt.Errorf("block %d: time %d is ahead of this node's clock by more than %d ms", b.Header.Height, b.Header.Time, a.params.MaxClockDriftMS)
+	}
+	if err := ledger.CheckEntriesRoot(b); err != nil {
+		return fmt.Errorf("block %d: %w", b.Header.Height, err)
+	}
+	if len(b.Entries) > a.params.MaxBlockEntries {
+		return fmt.Errorf("block %d: %d entries, over the limit of %d", b.Header.Height, len(b.Entries), a.params.MaxBlockEntries)
+	}
+	a.mu.Lock()
+	ap := a.built[hash]
+	a.mu.Unlock()
+	if ap == nil {
+		ov := ledger.NewOverlay(a.store)
+		res, err := a.machine.ApplyEntries(ov, ledger.Context{Height: b.Header.Height, Time: b.Header.Time}, b.Entries)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", b.Header.Height, err)
+		}
+		ap = &applied{overlay: ov, results: res}
+	}
+	a.mu.Lock()
+	a.checked[hash] = ap
+	a.mu.Unlock()
+	return nil
+}
+
+// ErrNotValidated reports a commit of a block the app never validated.
+var ErrNotValidated = errors.New("block was not validated")
+
+// CommitBlock writes a decided block, its certificate, the state it
+// produces and, when not nil, the consensus state in one synced
+// transaction, and returns the changed operations.
+func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) ([]*ledger.OpRecord, error) {
+	if err := a.ValidateBlock(b); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	ap := a.checked[b.Hash()]
+	clear(a.checked) // every other candidate of this height is moot now
+	clear(a.built)
+	a.mu.Unlock()
+	if ap == nil {
+		return nil, ErrNotValidated
+	}
+	ops, hosts := ap.overlay.Changes()
+	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState}
+	if err := a.store.SaveBlock(w); err != nil {
+		return nil, fmt.Errorf("commit block %d: %w", b.Header.Height, err)
+	}
+	hashes := make([]ledger.Hash, len(b.Entries))
+	for i, e := range b.Entries {
+		hashes[i] = e.Hash()
+	}
+	a.mempool.Remove(hashes...)
+	return ops, nil
+}

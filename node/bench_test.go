@@ -1,0 +1,82 @@
+package node
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/rpc"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+const benchOp = `
+name: bench
+tasks:
+  - {id: a, run: echo, rollback: noop, outputs: [x]}
+  - {id: b, run: echo, rollback: noop, outputs: [y]}
+  - {id: c, run: echo, rollback: noop, inputs: [x], outputs: [z]}
+  - {id: d, run: echo, rollback: noop, inputs: [y], outputs: [w]}
+  - {id: e, run: echo, rollback: noop, inputs: [z, w], outputs: [v]}
+`
+
+// BenchmarkNodeOperations measures operations per second through a real
+// one-validator node on disk: submit, blocks, execution, attestations.
+func BenchmarkNodeOperations(b *testing.B) {
+	t := &testing.T{}
+	tn := startNode(t, b.TempDir())
+	defer tn.stop()
+	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := json.Marshal(op)
+	entries := make([]ledger.Entry, b.N)
+	for i := range entries {
+		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
+		if err := s.Sign(tn.user, "test-chain"); err != nil {
+			b.Fatal(err)
+		}
+		entries[i], _ = ledger.NewEntry(ledger.KindSubmission, s)
+	}
+	// Follow completions through the commit feed, as an RPC subscriber
+	// would, rather than by polling the store.
+	events := make(chan rpc.CommitEvent, 1024)
+	sub := tn.SubscribeCommits(events)
+	defer sub.Unsubscribe()
+	b.ResetTimer()
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	pending := make(map[ledger.Hash]bool, len(entries))
+	var mu sync.Mutex
+	go func() {
+		for _, e := range entries {
+			sem <- struct{}{}
+			mu.Lock()
+			pending[e.Hash()] = true
+			mu.Unlock()
+			go func() {
+				for tn.Submit(e) != nil {
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	}()
+	for done := 0; done < len(entries); {
+		ev := <-events
+		mu.Lock()
+		for _, r := range ev.Ops {
+			if r.Saga.Status.Final() && pending[r.ID] {
+				delete(pending, r.ID)
+				done++
+				<-sem
+			}
+		}
+		mu.Unlock()
+	}
+	el := time.Since(start)
+	head, _ := tn.store.Head()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "ops/s")
+	b.ReportMetric(float64(head), "blocks")
+}

@@ -1,0 +1,170 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// Executor runs the tasks and rollbacks the ledger assigned to this node,
+// all in parallel, and submits a signed attestation for each. It keeps no
+// state of its own: after a restart, whatever is released to this node and
+// not attested runs again with the same idempotency key.
+type Executor struct {
+	machine  *ledger.Machine
+	registry *taskrt.Registry
+	invoker  *taskrt.Invoker
+	key      *ledger.PrivateKey
+	submit   func(ledger.Entry) error
+	log      *slog.Logger
+
+	mu sync.Mutex
+	// started holds the idempotency keys of runs started here whose task
+	// the ledger still shows running: an attestation may be on its way.
+	started map[string]bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+}
+
+// NewExecutor returns an executor whose runs live as long as ctx.
+func NewExecutor(ctx context.Context, m *ledger.Machine, reg *taskrt.Registry, key *ledger.PrivateKey, submit func(ledger.Entry) error, log *slog.Logger) *Executor {
+	return &Executor{machine: m, registry: reg, invoker: taskrt.NewInvoker(seedOf(key), 256), key: key,
+		submit: submit, log: log, started: make(map[string]bool), ctx: ctx}
+}
+
+func seedOf(k *ledger.PrivateKey) uint64 {
+	a := k.Address()
+	var s uint64
+	for _, b := range a[:8] {
+		s = s<<8 | uint64(b)
+	}
+	return s
+}
+
+// Wait waits for every run started so far.
+func (x *Executor) Wait() { x.wg.Wait() }
+
+// Consider starts whatever of these operations is assigned to this node and
+// not yet running here.
+func (x *Executor) Consider(ops []*ledger.OpRecord) {
+	me := x.key.Address()
+	for _, r := range ops {
+		for i, ts := range r.Saga.Tasks {
+			tr := r.Tasks[i]
+			run := ts.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0
+			switch {
+			case ts.Undoing && tr.RollbackExecutor == me:
+				x.start(r, i, true)
+			case run && tr.Executor == me:
+				x.start(r, i, false)
+			}
+			x.forget(r, i, run, ts.Undoing)
+		}
+	}
+}
+
+// forget drops the keys of task i's runs once the ledger has moved past
+// them, so that a retried rollback can start again.
+func (x *Executor) forget(r *ledger.OpRecord, i int, running, undoing bool) {
+	if running && undoing {
+		return
+	}
+	op, _, err := x.machine.Compiled(r)
+	if err != nil {
+		return
+	}
+	id := op.Tasks[i].ID
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !running {
+		delete(x.started, taskrt.IdempotencyKey(r.ID.Hex(), id, false))
+	}
+	if !undoing {
+		delete(x.started, taskrt.IdempotencyKey(r.ID.Hex(), id, true))
+	}
+}
+
+func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
+	op, plan, err := x.machine.Compiled(r)
+	if err != nil {
+		x.log.Error("cannot plan a recorded operation", "op", r.ID, "err", err)
+		return
+	}
+	t := op.Tasks[i]
+	key := taskrt.IdempotencyKey(r.ID.Hex(), t.ID, rollback)
+	x.mu.Lock()
+	if x.started[key] {
+		x.mu.Unlock()
+		return
+	}
+	x.started[key] = true
+	x.mu.Unlock()
+
+	saga, err := taskrt.ResumeSaga(plan, r.Saga)
+	if err != nil {
+		x.log.Error("cannot resume a recorded operation", "op", r.ID, "err", err)
+		return
+	}
+	req := taskrt.Request{Operation: r.ID.Hex(), Task: t.ID, IdempotencyKey: key, Inputs: saga.Inputs(i),
+		Params: t.Params, Outputs: t.Outputs}
+	pol := taskrt.PolicyOf(op, t)
+	fn := t.Run
+	if rollback {
+		ts := saga.Task(i)
+		req.Outcome, req.Output = string(ts.Outcome), ts.Output
+		pol.Attempts = max(pol.Attempts, taskrt.DefaultRollbackAttempts)
+		fn = t.Rollback
+	}
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		a := &ledger.Attestation{Operation: r.ID, Task: t.ID, Rollback: rollback}
+		f, ok := x.registry.Lookup(fn)
+		if !ok {
+			a.Error, a.Permanent = fmt.Sprintf("function %q is not hosted on %s", fn, x.key.Address().Hex()), true
+		} else {
+			out, n, err := x.invoker.Invoke(x.ctx, f, req, pol)
+			a.Attempts = uint64(n)
+			switch {
+			case x.ctx.Err() != nil:
+				return // shutting down: the task runs again after restart
+			case errors.Is(err, context.DeadlineExceeded):
+				// The ledger judges deadlines by block time and records the
+				// timeout itself; attesting an error would call it a failure.
+				return
+			case err != nil:
+				a.Error, a.Permanent = err.Error(), taskrt.IsPermanent(err)
+			case !rollback:
+				if out == nil {
+					out = map[string]any{}
+				}
+				b, err := json.Marshal(out)
+				if err != nil {
+					a.Error = fmt.Sprintf("output is not JSON: %v", err)
+				}
+				a.Output = b
+			}
+		}
+		if err := a.Sign(x.key, x.machine.Genesis().ChainID); err != nil {
+			x.log.Error("cannot sign attestation", "op", r.ID, "task", t.ID, "err", err)
+			return
+		}
+		kind := ledger.KindAttestation
+		if rollback {
+			kind = ledger.KindRollbackAttestation
+		}
+		e, err := ledger.NewEntry(kind, a)
+		if err == nil {
+			err = x.submit(e)
+		}
+		if err != nil {
+			x.log.Warn("attestation not submitted", "op", r.ID, "task", t.ID, "rollback", rollback, "err", err)
+		}
+	}()
+}

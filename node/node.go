@@ -1,0 +1,390 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/event"
+	"github.com/sagachain/sagachain/config"
+	"github.com/sagachain/sagachain/consensus"
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/rpc"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+// Options are what a Node is made of.
+type Options struct {
+	// Home is the node's home directory; its data lives in Home/data.
+	Home    string
+	Config  config.Config
+	Genesis *ledger.Genesis
+	Key     *ledger.PrivateKey
+	Log     *slog.Logger
+	// Now is the local clock; nil means time.Now.
+	Now func() time.Time
+	// InMemory keeps the ledger in memory (tests).
+	InMemory bool
+	// UI serves GET / on the RPC address; nil for none.
+	UI http.Handler
+}
+
+// Node is one sagachain process: store, state machine, mempool, consensus,
+// executor and JSON-RPC.
+type Node struct {
+	opts     Options
+	log      *slog.Logger
+	badger   *ledger.BadgerStore
+	store    *cachedStore
+	machine  *ledger.Machine
+	mempool  *Mempool
+	app      *App
+	registry *taskrt.Registry
+	feed     event.Feed
+	subs     event.SubscriptionScope
+	executor *Executor
+	driver   *consensus.Driver
+
+	mu       sync.Mutex
+	listener net.Listener
+	ready    chan struct{}
+	// waiters are the submissions acknowledged only once committed.
+	waiters map[ledger.Hash][]chan struct{}
+}
+
+// SubmitTimeout bounds how long Submit waits for an entry's block.
+const SubmitTimeout = 30 * time.Second
+
+var (
+	_ rpc.Backend        = (*Node)(nil)
+	_ consensus.Host     = (*Node)(nil)
+	_ rpc.PendingChecker = (*Node)(nil)
+)
+
+// New opens a node's store and checks that its configuration, genesis and
+// key fit together. Run starts it.
+func New(opts Options) (*Node, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	g := opts.Genesis
+	if g.ChainID != opts.Config.ChainID {
+		return nil, fmt.Errorf("config chain_id %q differs from the genesis chain id %q", opts.Config.ChainID, g.ChainID)
+	}
+	m, err := ledger.NewMachine(g)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Validators().Has(opts.Key.Address()) {
+		return nil, fmt.Errorf("this node's key %s is not a validator of %s (observers come with the network release)", opts.Key.Address().Hex(), g.ChainID)
+	}
+	reg, err := Functions(opts.Config.Functions)
+	if err != nil {
+		return nil, err
+	}
+	var st *ledger.BadgerStore
+	if opts.InMemory {
+		st, err = ledger.OpenInMemory()
+	} else {
+		st, err = ledger.OpenBadger(filepath.Join(opts.Home, "data"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := st.InitGenesis(g.Hash()); err != nil {
+		st.Close()
+		return nil, err
+	}
+	n := &Node{opts: opts, log: opts.Log, badger: st, store: newCachedStore(st), machine: m, registry: reg, ready: make(chan struct{}),
+		mempool: NewMempool(100_000), waiters: make(map[ledger.Hash][]chan struct{})}
+	n.app = NewApp(m, n.store, n.mempool, opts.Key, opts.Now)
+	return n, nil
+}
+
+// Run starts the node and blocks until ctx ends; then it stops everything
+// it started and closes the store.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.store.Close()
+	defer n.subs.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	head, err := n.store.Head()
+	if err != nil {
+		return err
+	}
+	var persisted consensus.PersistedState
+	if b, err := n.store.LastSigned(); err == nil {
+		if err := persisted.UnmarshalBinary(b); err != nil {
+			return fmt.Errorf("consensus state: %w", err)
+		}
+	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return err
+	}
+	cc := n.opts.Config.Consensus
+	core, err := consensus.NewCore(consensus.Config{
+		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
+		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
+		TimeoutDelta: cc.TimeoutPropose / 2,
+	}, head+1, persisted, n.app)
+	if err != nil {
+		return err
+	}
+	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{}, n.log)
+	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queue, n.log)
+	defer n.executor.Wait()
+
+	srv, err := n.serveRPC()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if !n.opts.InMemory {
+			if err := n.badger.RunGC(ctx, 5*time.Minute); err != nil {
+				n.log.Error("value log garbage collection stopped", "err", err)
+			}
+		}
+	}()
+
+	// Resume: whatever was released to this node and not attested runs again.
+	if err := n.resume(); err != nil {
+		return err
+	}
+	if err := n.announce(); err != nil {
+		return err
+	}
+	close(n.ready)
+	n.log.Info("node started", "chain", n.machine.Genesis().ChainID, "validator", n.opts.Key.Address().Hex(),
+		"height", head, "rpc", "http://"+n.RPCAddr())
+	err = n.driver.Run(ctx)
+	cancel()
+	return err
+}
+
+// Ready is closed once the node serves RPC and runs consensus.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// RPCAddr returns the address the RPC server listens on.
+func (n *Node) RPCAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listener == nil {
+		return ""
+	}
+	return n.listener.Addr().String()
+}
+
+func (n *Node) serveRPC() (*rpcServer, error) {
+	h, err := rpc.Handler(n, n.opts.UI)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", n.opts.Config.RPC.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("rpc.listen %s: %w", n.opts.Config.RPC.Listen, err)
+	}
+	n.mu.Lock()
+	n.listener = l
+	n.mu.Unlock()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return &rpcServer{http: srv, endpoint: h}, nil
+}
+
+// rpcServer is the HTTP server and the RPC endpoint behind it; both must be
+// stopped, since closing the server leaves WebSocket connections open.
+type rpcServer struct {
+	http     *http.Server
+	endpoint *rpc.Endpoint
+}
+
+func (s *rpcServer) Close() {
+	s.endpoint.Stop()
+	s.http.Close()
+}
+
+func (n *Node) resume() error {
+	ids, err := n.store.ActiveOperations()
+	if err != nil {
+		return err
+	}
+	var ops []*ledger.OpRecord
+	for _, id := range ids {
+		r, err := n.store.Operation(id)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, r)
+	}
+	n.executor.Consider(ops)
+	return nil
+}
+
+// announce records the functions this node hosts when they differ from
+// what the ledger says it hosts.
+func (n *Node) announce() error {
+	hosts, err := n.store.Hosts()
+	if err != nil {
+		return err
+	}
+	me := n.opts.Key.Address()
+	want := hosted(n.opts.Config.Functions)
+	prev, ok := hosts.ByValidator[me]
+	if slices.Equal(prev.Functions, want) && (ok || len(want) == 0) {
+		return nil
+	}
+	a := &ledger.Announcement{Functions: want, Seq: prev.Seq + 1}
+	if err := a.Sign(n.opts.Key, n.machine.Genesis().ChainID); err != nil {
+		return err
+	}
+	e, err := ledger.NewEntry(ledger.KindAnnouncement, a)
+	if err != nil {
+		return err
+	}
+	return n.queue(e)
+}
+
+// Genesis implements rpc.Backend.
+func (n *Node) Genesis() *ledger.Genesis { return n.machine.Genesis() }
+
+// Machine implements rpc.Backend.
+func (n *Node) Machine() *ledger.Machine { return n.machine }
+
+// Store implements rpc.Backend.
+func (n *Node) Store() ledger.Store { return n.store }
+
+// MempoolSize implements rpc.Backend.
+func (n *Node) MempoolSize() int { return n.mempool.Len() }
+
+// Self implements rpc.Backend.
+func (n *Node) Self() ledger.Address { return n.opts.Key.Address() }
+
+// Peers implements rpc.Backend.
+func (n *Node) Peers() []ledger.Address { return nil }
+
+// Pending implements rpc.PendingChecker.
+func (n *Node) Pending(h ledger.Hash) bool { return n.mempool.Has(h) }
+
+// SubscribeCommits implements rpc.Backend.
+func (n *Node) SubscribeCommits(ch chan<- rpc.CommitEvent) event.Subscription {
+	return n.subs.Track(n.feed.Subscribe(ch))
+}
+
+// Submit checks an entry against the committed state, queues it, and
+// returns once a committed block holds it: an acknowledged submission
+// survives a crash. It implements rpc.Backend.
+func (n *Node) Submit(e ledger.Entry) error {
+	h := e.Hash()
+	done := make(chan struct{})
+	n.mu.Lock()
+	n.waiters[h] = append(n.waiters[h], done)
+	n.mu.Unlock()
+	defer n.unwait(h, done)
+	if _, _, err := n.store.EntryLocation(h); err == nil {
+		return nil // already committed: a resend
+	}
+	if err := n.queue(e); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(SubmitTimeout):
+		return fmt.Errorf("entry %s queued but not committed within %s; it may still be", h, SubmitTimeout)
+	}
+}
+
+func (n *Node) unwait(h ledger.Hash, done chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ws := n.waiters[h]
+	for i, w := range ws {
+		if w == done {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(n.waiters, h)
+	} else {
+		n.waiters[h] = ws
+	}
+}
+
+// queue checks an entry against the committed state and queues it without
+// waiting: for what this node itself produces (attestations,
+// announcements, evidence), which it can produce again after a restart.
+func (n *Node) queue(e ledger.Entry) error {
+	head, err := n.store.Head()
+	if err != nil {
+		return err
+	}
+	ctx := ledger.Context{Height: head + 1, Time: uint64(n.opts.Now().UnixMilli())}
+	if err := n.machine.Check(n.store, ctx, e); err != nil {
+		return rpc.InvalidInput(err)
+	}
+	if err := n.mempool.Add(e); err != nil {
+		if errors.Is(err, ErrMempoolFull) {
+			return fmt.Errorf("%w: %v", rpc.ErrMempoolFull, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// HasWork implements consensus.Host.
+func (n *Node) HasWork() bool { return n.app.HasWork() }
+
+// CommitBlock implements consensus.Host: it writes the block and then
+// starts what the block released to this node and tells subscribers.
+func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) error {
+	ops, err := n.app.CommitBlock(b, c, consensusState)
+	if err != nil {
+		return err
+	}
+	n.executor.Consider(ops)
+	n.mu.Lock()
+	for _, e := range b.Entries {
+		for _, w := range n.waiters[e.Hash()] {
+			close(w)
+		}
+		delete(n.waiters, e.Hash())
+	}
+	n.mu.Unlock()
+	n.feed.Send(rpc.CommitEvent{Block: b, Ops: ops})
+	return nil
+}
+
+// SaveConsensusState implements consensus.Host.
+func (n *Node) SaveConsensusState(b []byte) error { return n.store.SaveLastSigned(b) }
+
+// Broadcast implements consensus.Host. A single validator has no one to
+// tell.
+func (n *Node) Broadcast(consensus.Message) {}
+
+// Evidence implements consensus.Host.
+func (n *Node) Evidence(ev ledger.Evidence) {
+	e, err := ledger.NewEntry(ledger.KindEvidence, &ev)
+	if err == nil {
+		err = n.queue(e)
+	}
+	if err != nil {
+		n.log.Warn("evidence not recorded", "err", err)
+	}
+}

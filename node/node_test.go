@@ -1,0 +1,168 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sagachain/sagachain/config"
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+type testNode struct {
+	*Node
+	user   *ledger.PrivateKey
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func key(t *testing.T, seed byte) *ledger.PrivateKey {
+	t.Helper()
+	b := make([]byte, 32)
+	b[31] = seed
+	k, err := ledger.PrivateKeyFromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// startNode runs a one-validator node over home (in memory when home is
+// empty) until the test ends.
+func startNode(t *testing.T, home string) *testNode {
+	t.Helper()
+	val, user := key(t, 1), key(t, 2)
+	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
+		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
+	cfg := config.Default()
+	cfg.ChainID = "test-chain"
+	cfg.RPC.Listen = "127.0.0.1:0"
+	n, err := New(Options{Home: home, Config: cfg, Genesis: g, Key: val, InMemory: home == "",
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tn := &testNode{Node: n, user: user, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
+	select {
+	case <-n.Ready():
+	case err := <-tn.done:
+		t.Fatalf("node stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("node did not start")
+	}
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+func (tn *testNode) stop() {
+	tn.cancel()
+	select {
+	case <-tn.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := taskrt.Load(data, nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(op)
+	s := &ledger.Submission{Operation: raw, Nonce: uint64(time.Now().UnixNano())}
+	if err := s.Sign(tn.user, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := ledger.NewEntry(ledger.KindSubmission, s)
+	if err := tn.Submit(e); err != nil {
+		t.Fatal(err)
+	}
+	return e.Hash()
+}
+
+// wait polls the store until the operation reaches a final status.
+func (tn *testNode) wait(t *testing.T, id ledger.Hash) *ledger.OpRecord {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, err := tn.store.Operation(id); err == nil && r.Saga.Status.Final() {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("operation %s did not finish", id)
+	return nil
+}
+
+func TestNodeRunsOperationsToTheirEnd(t *testing.T) {
+	tn := startNode(t, "")
+	ok := tn.submit(t, "../testnet/ops/trip.yaml")
+	bad := tn.submit(t, "../testnet/ops/trip-hotel-fails.yaml")
+	if r := tn.wait(t, ok); r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("trip: %s, want completed", r.Saga.Status)
+	}
+	if r := tn.wait(t, bad); r.Saga.Status != taskrt.OpRolledBack {
+		t.Fatalf("failing trip: %s, want rolled_back", r.Saga.Status)
+	}
+	// What the node committed verifies from genesis alone.
+	head, _ := tn.store.Head()
+	rep, err := ledger.VerifyChain(tn.Genesis(), &storeSource{s: tn.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Blocks != head || rep.Operations != 2 {
+		t.Fatalf("verified %d blocks and %d operations, want %d and 2", rep.Blocks, rep.Operations, head)
+	}
+}
+
+// A node restarted on the same home carries on where it stopped.
+func TestNodeResumesAfterRestart(t *testing.T) {
+	home := t.TempDir()
+	tn := startNode(t, home)
+	id := tn.submit(t, "../testnet/ops/trip.yaml")
+	tn.wait(t, id)
+	before, _ := tn.store.Head()
+	tn.stop()
+
+	tn = startNode(t, home)
+	if head, _ := tn.store.Head(); head != before {
+		t.Fatalf("head %d after restart, want %d", head, before)
+	}
+	id2 := tn.submit(t, "../testnet/ops/trip.yaml")
+	if r := tn.wait(t, id2); r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("after restart: %s, want completed", r.Saga.Status)
+	}
+}
+
+type storeSource struct {
+	s ledger.Store
+	h uint64
+}
+
+func (s *storeSource) Next() (*ledger.Block, *ledger.Commit, error) {
+	head, err := s.s.Head()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.h >= head {
+		return nil, nil, io.EOF
+	}
+	s.h++
+	b, err := s.s.Block(s.h)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.s.Commit(s.h)
+	return b, c, err
+}
