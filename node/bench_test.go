@@ -80,3 +80,36 @@ func BenchmarkNodeOperations(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "ops/s")
 	b.ReportMetric(float64(head), "blocks")
 }
+
+// BenchmarkNodeOperationLatency runs one operation at a time: ns/op is the
+// latency from submission to final status.
+func BenchmarkNodeOperationLatency(b *testing.B) {
+	t := &testing.T{}
+	tn := startNode(t, b.TempDir())
+	defer tn.stop()
+	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := json.Marshal(op)
+	events := make(chan rpc.CommitEvent, 1024)
+	sub := tn.SubscribeCommits(events)
+	defer sub.Unsubscribe()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
+		if err := s.Sign(tn.user, "test-chain"); err != nil {
+			b.Fatal(err)
+		}
+		e, _ := ledger.NewEntry(ledger.KindSubmission, s)
+		go tn.Submit(e)
+	wait:
+		for ev := range events {
+			for _, r := range ev.Ops {
+				if r.ID == e.Hash() && r.Saga.Status.Final() {
+					break wait
+				}
+			}
+		}
+	}
+}

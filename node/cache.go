@@ -1,6 +1,8 @@
 package node
 
 import (
+	"bytes"
+	"slices"
 	"sync"
 
 	"github.com/sagachain/sagachain/ledger"
@@ -14,6 +16,9 @@ type cachedStore struct {
 	ledger.Store
 	mu  sync.Mutex
 	ops map[ledger.Hash]*ledger.OpRecord
+	// active mirrors the store's index of operations not yet final; it is
+	// read for every block (due timeouts) and loaded once.
+	active map[ledger.Hash]bool
 }
 
 var _ ledger.Store = (*cachedStore)(nil)
@@ -40,17 +45,51 @@ func (c *cachedStore) Operation(id ledger.Hash) (*ledger.OpRecord, error) {
 	return r, nil
 }
 
+// ActiveOperations returns the active operations from memory.
+func (c *cachedStore) ActiveOperations() ([]ledger.Hash, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.active == nil {
+		ids, err := c.Store.ActiveOperations()
+		if err != nil {
+			return nil, err
+		}
+		c.active = make(map[ledger.Hash]bool, len(ids))
+		for _, id := range ids {
+			c.active[id] = true
+		}
+	}
+	out := make([]ledger.Hash, 0, len(c.active))
+	for id := range c.active {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b ledger.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out, nil
+}
+
 // SaveBlock writes through and then caches the records as committed.
 func (c *cachedStore) SaveBlock(w ledger.BlockWrite) error {
 	if err := c.Store.SaveBlock(w); err != nil {
 		c.mu.Lock()
 		clear(c.ops) // the store may or may not hold the block: forget all
+		c.active = nil
 		c.mu.Unlock()
 		return err
 	}
 	for _, r := range w.Ops {
 		c.put(r)
 	}
+	c.mu.Lock()
+	if c.active != nil {
+		for _, r := range w.Ops {
+			if r.Saga.Status.Final() {
+				delete(c.active, r.ID)
+			} else {
+				c.active[r.ID] = true
+			}
+		}
+	}
+	c.mu.Unlock()
 	return nil
 }
 
