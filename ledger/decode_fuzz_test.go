@@ -12,7 +12,7 @@ import (
 // canonical, so one block has one encoding and one hash), with every entry
 // body either decoding or refused with an error.
 func FuzzDecodeBlock(f *testing.F) {
-	c := busyChain(&testing.T{})
+	c, _, _ := busyChain(&testing.T{})
 	blocks, commits := signedChain(&testing.T{}, c)
 	for i, b := range blocks {
 		enc, _ := rlp.EncodeToBytes(b)
@@ -46,7 +46,7 @@ func FuzzDecodeBlock(f *testing.F) {
 
 // FuzzDecodeEntry does the same for a single entry body of every kind.
 func FuzzDecodeEntry(f *testing.F) {
-	c := busyChain(&testing.T{})
+	c, _, _ := busyChain(&testing.T{})
 	for _, entries := range c.blocks {
 		for _, e := range entries {
 			f.Add(uint8(e.Kind), e.Body)

@@ -374,19 +374,7 @@ func TestMachineRefusesForgeries(t *testing.T) {
 
 // Replaying every block from genesis reproduces every results root.
 func TestMachineReplayIsDeterministic(t *testing.T) {
-	c := newTestChain(t)
-	sub1, id1 := c.submit(tripYAML)
-	sub2, id2 := c.submit(strings.Replace(tripYAML, "name: trip", "name: trip-b", 1))
-	c.block(10, sub1, sub2)
-	fail := func(task string, rb bool) (map[string]any, string) {
-		if task == "car" && !rb {
-			return nil, "no cars"
-		}
-		return nil, ""
-	}
-	for n := 0; n < 50 && !(c.op(id1).Saga.Status.Final() && c.op(id2).Saga.Status.Final()); n++ {
-		c.block(10, append(c.attest(id1, c.val, ok), c.attest(id2, c.val, fail)...)...)
-	}
+	c, id1, id2 := busyChain(t)
 	replay := &testChain{t: t, m: c.m, st: NewMemState(), time: 1_000}
 	m2, _ := NewMachine(c.m.Genesis()) // a fresh machine: no cached plans
 	replay.m = m2

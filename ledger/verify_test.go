@@ -50,7 +50,9 @@ func (s *sliceSource) Next() (*Block, *Commit, error) {
 	return s.blocks[s.i-1], s.commits[s.i-1], nil
 }
 
-func busyChain(t *testing.T) *testChain {
+// busyChain runs two trips to their end, one completing and one rolling
+// back when its car fails, and returns the chain and both operation ids.
+func busyChain(t *testing.T) (*testChain, Hash, Hash) {
 	c := newTestChain(t)
 	sub1, id1 := c.submit(tripYAML)
 	sub2, id2 := c.submit(strings.Replace(tripYAML, "name: trip", "name: trip-b", 1))
@@ -64,11 +66,11 @@ func busyChain(t *testing.T) *testChain {
 	for n := 0; n < 50 && !(c.op(id1).Saga.Status.Final() && c.op(id2).Saga.Status.Final()); n++ {
 		c.block(10, append(c.attest(id1, c.val, ok), c.attest(id2, c.val, fail)...)...)
 	}
-	return c
+	return c, id1, id2
 }
 
 func TestVerifyChainAcceptsAnHonestChain(t *testing.T) {
-	c := busyChain(t)
+	c, _, _ := busyChain(t)
 	blocks, commits := signedChain(t, c)
 	rep, err := VerifyChain(c.m.Genesis(), &sliceSource{blocks: blocks, commits: commits})
 	if err != nil {
@@ -87,7 +89,7 @@ func TestVerifyChainAcceptsAnHonestChain(t *testing.T) {
 // Flipping any byte of any block's encoding is caught at that block, and
 // inside an entry's body at that entry.
 func TestVerifyChainNamesTamperedBlockAndEntry(t *testing.T) {
-	c := busyChain(t)
+	c, _, _ := busyChain(t)
 	blocks, commits := signedChain(t, c)
 	g := c.m.Genesis()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -134,7 +136,7 @@ func TestVerifyChainNamesTamperedBlockAndEntry(t *testing.T) {
 }
 
 func TestVerifyChainRefusesABadCertificate(t *testing.T) {
-	c := busyChain(t)
+	c, _, _ := busyChain(t)
 	blocks, commits := signedChain(t, c)
 	stranger := testKey(t, 9)
 	v := Vote{Type: Precommit, Height: 2, BlockHash: blocks[1].Hash()}

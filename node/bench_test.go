@@ -24,22 +24,8 @@ tasks:
 // BenchmarkNodeOperations measures operations per second through a real
 // one-validator node on disk: submit, blocks, execution, attestations.
 func BenchmarkNodeOperations(b *testing.B) {
-	t := &testing.T{}
-	tn := startNode(t, b.TempDir())
-	defer tn.stop()
-	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, _ := json.Marshal(op)
-	entries := make([]ledger.Entry, b.N)
-	for i := range entries {
-		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
-		if err := s.Sign(tn.user, "test-chain"); err != nil {
-			b.Fatal(err)
-		}
-		entries[i], _ = ledger.NewEntry(ledger.KindSubmission, s)
-	}
+	tn := startNode(b, b.TempDir())
+	entries := benchSubmissions(b, tn, b.N)
 	// Follow completions through the commit feed, as an RPC subscriber
 	// would, rather than by polling the store.
 	events := make(chan rpc.CommitEvent, 1024)
@@ -84,24 +70,13 @@ func BenchmarkNodeOperations(b *testing.B) {
 // BenchmarkNodeOperationLatency runs one operation at a time: ns/op is the
 // latency from submission to final status.
 func BenchmarkNodeOperationLatency(b *testing.B) {
-	t := &testing.T{}
-	tn := startNode(t, b.TempDir())
-	defer tn.stop()
-	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, _ := json.Marshal(op)
+	tn := startNode(b, b.TempDir())
+	entries := benchSubmissions(b, tn, b.N)
 	events := make(chan rpc.CommitEvent, 1024)
 	sub := tn.SubscribeCommits(events)
 	defer sub.Unsubscribe()
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
-		if err := s.Sign(tn.user, "test-chain"); err != nil {
-			b.Fatal(err)
-		}
-		e, _ := ledger.NewEntry(ledger.KindSubmission, s)
+	for _, e := range entries {
 		go tn.Submit(e)
 	wait:
 		for ev := range events {
@@ -112,4 +87,22 @@ func BenchmarkNodeOperationLatency(b *testing.B) {
 			}
 		}
 	}
+}
+
+// benchSubmissions signs n distinct submissions of benchOp.
+func benchSubmissions(b *testing.B, tn *testNode, n int) []ledger.Entry {
+	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := json.Marshal(op)
+	entries := make([]ledger.Entry, n)
+	for i := range entries {
+		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
+		if err := s.Sign(tn.user, "test-chain"); err != nil {
+			b.Fatal(err)
+		}
+		entries[i], _ = ledger.NewEntry(ledger.KindSubmission, s)
+	}
+	return entries
 }

@@ -21,7 +21,7 @@ type testNode struct {
 	done   chan error
 }
 
-func key(t *testing.T, seed byte) *ledger.PrivateKey {
+func key(t testing.TB, seed byte) *ledger.PrivateKey {
 	t.Helper()
 	b := make([]byte, 32)
 	b[31] = seed
@@ -34,7 +34,7 @@ func key(t *testing.T, seed byte) *ledger.PrivateKey {
 
 // startNode runs a one-validator node over home (in memory when home is
 // empty) until the test ends.
-func startNode(t *testing.T, home string) *testNode {
+func startNode(t testing.TB, home string) *testNode {
 	t.Helper()
 	val, user := key(t, 1), key(t, 2)
 	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
