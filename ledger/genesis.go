@@ -2,11 +2,13 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/crypto"
 )
@@ -23,10 +25,36 @@ type Genesis struct {
 	Params     Params             `json:"params"`
 }
 
-// GenesisValidator is one validator of the genesis.
+// GenesisValidator is one validator of the genesis. PubKey, the
+// compressed secp256k1 public key in hex, is what peers derive the
+// validator's network identity from; it must match Address, and a network
+// of more than one validator needs it for every validator.
 type GenesisValidator struct {
 	Address Address `json:"address"`
+	PubKey  string  `json:"pub_key"`
 	Name    string  `json:"name,omitempty"`
+}
+
+// PublicKey parses the validator's public key and checks it against its
+// address.
+func (v GenesisValidator) PublicKey() (PublicKey, error) {
+	b, err := decodeHex(strings.TrimPrefix(v.PubKey, "0x"))
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("pub_key: %w", err)
+	}
+	pk, err := ParsePublicKey(b)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("pub_key: %w", err)
+	}
+	if pk.Address() != v.Address {
+		return PublicKey{}, fmt.Errorf("pub_key belongs to %s, not to %s", pk.Address().Hex(), v.Address.Hex())
+	}
+	return pk, nil
+}
+
+// NewGenesisValidator describes the validator holding key.
+func NewGenesisValidator(key *PrivateKey, name string) GenesisValidator {
+	return GenesisValidator{Address: key.Address(), PubKey: "0x" + hex.EncodeToString(key.Public().Compressed()), Name: name}
 }
 
 // Params are the limits of the chain.
@@ -59,6 +87,14 @@ func (g *Genesis) Validate() error {
 	}
 	if _, err := g.ValidatorSet(); err != nil {
 		return fmt.Errorf("genesis validators: %w", err)
+	}
+	for i, v := range g.Validators {
+		if v.PubKey == "" {
+			continue // a lone validator needs no network identity
+		}
+		if _, err := v.PublicKey(); err != nil {
+			return fmt.Errorf("genesis validators[%d] (%s): %w", i, v.Address.Hex(), err)
+		}
 	}
 	seen := map[Address]bool{}
 	for i, s := range g.Submitters {

@@ -28,7 +28,7 @@ type testChain struct {
 func newTestChain(t *testing.T) *testChain {
 	t.Helper()
 	val, user := testKey(t, 1), testKey(t, 2)
-	g := &Genesis{ChainID: "test-chain", Time: 1_000, Validators: []GenesisValidator{{Address: val.Address()}},
+	g := &Genesis{ChainID: "test-chain", Time: 1_000, Validators: []GenesisValidator{NewGenesisValidator(val, "val0")},
 		Submitters: []Address{user.Address()}, Params: DefaultParams()}
 	m, err := NewMachine(g)
 	if err != nil {
