@@ -24,6 +24,15 @@ type Host interface {
 	Broadcast(m Message)
 	// Evidence offers equivocation evidence for a block.
 	Evidence(ev ledger.Evidence)
+	// CatchUp fetches and commits, verifying as it goes, the blocks up to
+	// height target from the peer that showed it is there, and returns the
+	// new head. A message of height h proves block h-1 is committed.
+	CatchUp(ctx context.Context, peer string, target uint64) (uint64, error)
+	// NewCore returns a core for the height after head, resumed from the
+	// persisted consensus state; nil for an observer, which only follows.
+	NewCore(head uint64) (*Core, error)
+	// Head returns the height of the last committed block.
+	Head() (uint64, error)
 }
 
 // DriverConfig tunes a Driver's timing.
@@ -45,13 +54,19 @@ type Driver struct {
 	host     Host
 	cfg      DriverConfig
 	log      *slog.Logger
-	inbox    chan Message
+	inbox    chan inbound
 	timeouts chan TimeoutInfo
 	work     <-chan struct{}
 }
 
-// NewDriver returns the driver of core. work is signalled when an entry
-// arrives.
+// inbound is a message and the peer it came from.
+type inbound struct {
+	msg  Message
+	peer string
+}
+
+// NewDriver returns the driver of core (nil for an observer). work is
+// signalled when an entry arrives.
 func NewDriver(core *Core, host Host, work <-chan struct{}, cfg DriverConfig, log *slog.Logger) *Driver {
 	if cfg.Republish <= 0 {
 		cfg.Republish = 300 * time.Millisecond
@@ -59,22 +74,18 @@ func NewDriver(core *Core, host Host, work <-chan struct{}, cfg DriverConfig, lo
 	if cfg.Poll <= 0 {
 		cfg.Poll = 200 * time.Millisecond
 	}
-	return &Driver{core: core, host: host, cfg: cfg, log: log, inbox: make(chan Message, 1024),
+	return &Driver{core: core, host: host, cfg: cfg, log: log, inbox: make(chan inbound, 4096),
 		timeouts: make(chan TimeoutInfo, 64), work: work}
 }
 
-// Deliver hands the driver a message from the network. It drops the
-// message when the inbox is full: re-publishing makes up for it.
-func (d *Driver) Deliver(m Message) {
+// Deliver hands the driver a message from peer. It drops the message when
+// the inbox is full: re-publishing makes up for it.
+func (d *Driver) Deliver(m Message, peer string) {
 	select {
-	case d.inbox <- m:
+	case d.inbox <- inbound{msg: m, peer: peer}:
 	default:
 	}
 }
-
-// Status returns the core's status. Only safe from Run's goroutine or
-// after Run has returned.
-func (d *Driver) Status() Status { return d.core.Status() }
 
 // Run drives the core until ctx ends or the core halts.
 func (d *Driver) Run(ctx context.Context) error {
@@ -83,7 +94,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	poll := time.NewTicker(d.cfg.Poll)
 	defer poll.Stop()
 	// A core restarted mid-height resumes its round and re-sends its votes.
-	if st := d.core.Status(); st.Step != StepNewHeight {
+	if d.core != nil && d.core.Status().Step != StepNewHeight {
 		if err := d.call(ctx, d.core.Start); err != nil {
 			return err
 		}
@@ -93,17 +104,21 @@ func (d *Driver) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case m := <-d.inbox:
-			err = d.call(ctx, func() (Ready, error) { return d.core.Step(m) })
+		case in := <-d.inbox:
+			err = d.receive(ctx, in)
 		case t := <-d.timeouts:
-			err = d.call(ctx, func() (Ready, error) { return d.core.Timeout(t) })
+			if d.core != nil {
+				err = d.call(ctx, func() (Ready, error) { return d.core.Timeout(t) })
+			}
 		case <-d.work:
 			err = d.startIfWork(ctx)
 		case <-poll.C:
 			err = d.startIfWork(ctx)
 		case <-republish.C:
-			for _, m := range d.core.Republish() {
-				d.host.Broadcast(m)
+			if d.core != nil {
+				for _, m := range d.core.Republish() {
+					d.host.Broadcast(m)
+				}
 			}
 		}
 		if err != nil {
@@ -112,8 +127,44 @@ func (d *Driver) Run(ctx context.Context) error {
 	}
 }
 
+// receive steps the core with a message, first catching up when the
+// message shows the network is past this node's height.
+func (d *Driver) receive(ctx context.Context, in inbound) error {
+	h := in.msg.Height()
+	height, err := d.height()
+	if err != nil {
+		return err
+	}
+	if h > height {
+		head, err := d.host.CatchUp(ctx, in.peer, h-1)
+		if err != nil {
+			d.log.Debug("catch-up failed", "peer", in.peer, "target", h-1, "err", err)
+			return nil // another message, or re-publishing, will retry
+		}
+		if head+1 != height {
+			if d.core, err = d.host.NewCore(head); err != nil {
+				return err
+			}
+		}
+	}
+	if d.core == nil {
+		return nil
+	}
+	return d.call(ctx, func() (Ready, error) { return d.core.Step(in.msg) })
+}
+
+// height is the height being decided: the core's, or for an observer the
+// one after the head.
+func (d *Driver) height() (uint64, error) {
+	if d.core != nil {
+		return d.core.Status().Height, nil
+	}
+	head, err := d.host.Head()
+	return head + 1, err
+}
+
 func (d *Driver) startIfWork(ctx context.Context) error {
-	if d.core.Status().Started || !d.host.HasWork() {
+	if d.core == nil || d.core.Status().Started || !d.host.HasWork() {
 		return nil
 	}
 	return d.call(ctx, d.core.Start)

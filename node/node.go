@@ -52,6 +52,8 @@ type Node struct {
 	executor *Executor
 	driver   *consensus.Driver
 
+	net Network
+
 	mu       sync.Mutex
 	listener net.Listener
 	ready    chan struct{}
@@ -123,20 +125,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var persisted consensus.PersistedState
-	if b, err := n.store.LastSigned(); err == nil {
-		if err := persisted.UnmarshalBinary(b); err != nil {
-			return fmt.Errorf("consensus state: %w", err)
-		}
-	} else if !errors.Is(err, ledger.ErrNotFound) {
-		return err
-	}
-	cc := n.opts.Config.Consensus
-	core, err := consensus.NewCore(consensus.Config{
-		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
-		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
-		TimeoutDelta: cc.TimeoutPropose / 2,
-	}, head+1, persisted, n.app)
+	core, err := n.NewCore(head)
 	if err != nil {
 		return err
 	}
@@ -175,6 +164,67 @@ func (n *Node) Run(ctx context.Context) error {
 	err = n.driver.Run(ctx)
 	cancel()
 	return err
+}
+
+// NewCore implements consensus.Host: the core for the height after head,
+// resumed from the persisted consensus state.
+func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
+	var persisted consensus.PersistedState
+	if b, err := n.store.LastSigned(); err == nil {
+		if err := persisted.UnmarshalBinary(b); err != nil {
+			return nil, fmt.Errorf("consensus state: %w", err)
+		}
+	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return nil, err
+	}
+	cc := n.opts.Config.Consensus
+	return consensus.NewCore(consensus.Config{
+		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
+		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
+		TimeoutDelta: cc.TimeoutPropose / 2,
+	}, head+1, persisted, n.app)
+}
+
+// Head implements consensus.Host.
+func (n *Node) Head() (uint64, error) { return n.store.Head() }
+
+// CatchUp implements consensus.Host: it fetches the blocks up to target
+// from peer and commits each once its header, entries and certificate
+// check out against this node's own state.
+func (n *Node) CatchUp(ctx context.Context, peer string, target uint64) (uint64, error) {
+	head, err := n.store.Head()
+	if err != nil {
+		return 0, err
+	}
+	if n.net == nil {
+		return head, errors.New("no network to catch up from")
+	}
+	for head < target {
+		recs, err := n.net.FetchBlocks(ctx, peer, head+1, target)
+		if err != nil {
+			return head, err
+		}
+		if len(recs) == 0 {
+			return head, fmt.Errorf("peer %s served no blocks from %d", peer, head+1)
+		}
+		for _, rec := range recs {
+			b, c := rec.Block, rec.Commit
+			if b.Header.Height != head+1 {
+				return head, fmt.Errorf("peer %s served block %d, want %d", peer, b.Header.Height, head+1)
+			}
+			if err := ledger.VerifyCommit(n.machine.Genesis().ChainID, n.machine.Validators(), b.Header.Height, b.Hash(), c); err != nil {
+				return head, fmt.Errorf("block %d from %s: %w", b.Header.Height, peer, err)
+			}
+			if err := n.app.ValidateBlock(b); err != nil {
+				return head, fmt.Errorf("block %d from %s: %w", b.Header.Height, peer, err)
+			}
+			if err := n.CommitBlock(b, c, nil); err != nil {
+				return head, err
+			}
+			head++
+		}
+	}
+	return head, nil
 }
 
 // Ready is closed once the node serves RPC and runs consensus.
