@@ -437,6 +437,24 @@ func (s *BadgerStore) ActiveOperations() ([]Hash, error) {
 	return out, nil
 }
 
+// CountOperations counts the operations in status st from the status
+// index, reading keys only.
+func (s *BadgerStore) CountOperations(st taskrt.OpStatus) (int, error) {
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: statusPrefix(st)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count %s operations: %w", st, err)
+	}
+	return n, nil
+}
+
 // Hosts implements StateReader.
 func (s *BadgerStore) Hosts() (*Hosts, error) {
 	v, err := s.get(keyHosts)

@@ -598,3 +598,31 @@ func TestBadgerRunGCStopsWithContext(t *testing.T) {
 		t.Fatalf("in-memory RunGC: %v", err)
 	}
 }
+
+func TestStoreCountOperations(t *testing.T) {
+	s, err := OpenInMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, _, _ := busyChain(t)
+	blocks, commits := signedChain(t, c)
+	replay := NewMemState()
+	for h, b := range blocks {
+		ov := NewOverlay(replay)
+		res, err := c.m.ApplyEntries(ov, c.ctxs[h], b.Entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, hosts := ov.Changes()
+		if err := s.SaveBlock(BlockWrite{Block: b, Commit: commits[h], Results: res.Root(), Ops: ops, Hosts: hosts}); err != nil {
+			t.Fatal(err)
+		}
+		replay.Commit(ops, hosts)
+	}
+	for st, want := range map[taskrt.OpStatus]int{taskrt.OpCompleted: 1, taskrt.OpRolledBack: 1, taskrt.OpRunning: 0} {
+		if n, err := s.CountOperations(st); err != nil || n != want {
+			t.Errorf("%s: %d, %v; want %d", st, n, err, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/taskrt"
@@ -23,6 +24,8 @@ type Executor struct {
 	key      *ledger.PrivateKey
 	submit   func(ledger.Entry) error
 	log      *slog.Logger
+	// finished, if set, hears of every run and rollback this node ends.
+	finished func(function string, rollback bool, took time.Duration, failed bool)
 
 	mu sync.Mutex
 	// started holds the idempotency keys of runs started here whose task
@@ -129,8 +132,12 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 		if !ok {
 			a.Error, a.Permanent = fmt.Sprintf("function %q is not hosted on %s", fn, x.key.Address().Hex()), true
 		} else {
+			start := time.Now()
 			out, n, err := x.invoker.Invoke(x.ctx, f, req, pol)
 			a.Attempts = uint64(n)
+			if x.finished != nil && x.ctx.Err() == nil {
+				x.finished(fn, rollback, time.Since(start), err != nil)
+			}
 			switch {
 			case x.ctx.Err() != nil:
 				return // shutting down: the task runs again after restart

@@ -16,6 +16,7 @@ import (
 	"github.com/sagachain/sagachain/config"
 	"github.com/sagachain/sagachain/consensus"
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/metrics"
 	"github.com/sagachain/sagachain/node/rpc"
 	"github.com/sagachain/sagachain/taskrt"
 )
@@ -51,6 +52,8 @@ type Node struct {
 	subs     event.SubscriptionScope
 	executor *Executor
 	driver   *consensus.Driver
+	metrics  *metrics.Metrics
+	watch    *failureWatch
 
 	net Network
 
@@ -110,6 +113,11 @@ func New(opts Options) (*Node, error) {
 	n := &Node{opts: opts, log: opts.Log, badger: st, store: newCachedStore(st), machine: m, registry: reg, ready: make(chan struct{}),
 		mempool: NewMempool(100_000), waiters: make(map[ledger.Hash][]chan struct{})}
 	n.app = NewApp(m, n.store, n.mempool, opts.Key, opts.Now)
+	n.metrics = metrics.New(nil)
+	if n.watch, err = newFailureWatch(n); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -131,7 +139,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{}, n.log)
 	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queue, n.log)
+	n.executor.finished = n.metrics.TaskFinished
 	defer n.executor.Wait()
+	counts, err := statusCounts(n.badger)
+	if err != nil {
+		return err
+	}
+	n.metrics.SetOperations(head, counts)
+	if err := n.watch.replay(n.store); err != nil {
+		return err
+	}
 
 	srv, err := n.serveRPC()
 	if err != nil {
@@ -141,7 +158,11 @@ func (n *Node) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		n.watch.run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if !n.opts.InMemory {
@@ -245,6 +266,9 @@ func (n *Node) serveRPC() (*rpcServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", n.metrics.Handler())
+	mux.Handle("/", h)
 	l, err := net.Listen("tcp", n.opts.Config.RPC.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("rpc.listen %s: %w", n.opts.Config.RPC.Listen, err)
@@ -252,7 +276,7 @@ func (n *Node) serveRPC() (*rpcServer, error) {
 	n.mu.Lock()
 	n.listener = l
 	n.mu.Unlock()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(l)
 	return &rpcServer{http: srv, endpoint: h}, nil
 }
@@ -407,6 +431,12 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	ops, err := n.app.CommitBlock(b, c, consensusState)
 	if err != nil {
 		return err
+	}
+	n.metrics.BlockCommitted(b.Header.Height, c.Round, len(b.Entries), time.Duration(max(0, n.opts.Now().UnixMilli()-int64(b.Header.Time)))*time.Millisecond)
+	n.metrics.OperationsChanged(ops)
+	n.metrics.Mempool(n.mempool.Len())
+	if err := n.watch.observe(b, ops); err != nil {
+		n.log.Error("failure watch", "height", b.Header.Height, "err", err)
 	}
 	n.executor.Consider(ops)
 	n.mu.Lock()
