@@ -111,7 +111,7 @@ func configText(c config.Config) string {
 # lines show the defaults.
 chain_id: %s
 key_file: %s
-rpc: {listen: %s}             # JSON-RPC over HTTP and WebSocket, web UI at /
+rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
 
 # p2p: {listen: %s, peers: []}
 # consensus: {timeout_propose: %s, max_block_entries: %d, max_block_interval: %s}

@@ -14,6 +14,7 @@ const (
 	exitUsage          = 2
 	exitRolledBack     = 3
 	exitRollbackFailed = 4
+	exitFault          = 5
 )
 
 // exitError is an error that ends the process with a chosen exit code.

@@ -20,13 +20,18 @@ import (
 //	  ↺ flight   airline.cancel   undone  (3ms)
 //	rolled_back in 1.24s
 //
-// It runs on the runner's goroutine.
+// It serves `run`, whose events come from the runner as they happen, and
+// `submit --wait`, whose events come from a node in views of the whole
+// operation; there each line ends with the block that recorded the event
+// instead of the time since its stage was released.
 type renderer struct {
 	w     io.Writer
 	id    string
-	plan  *taskrt.Plan
 	color bool
-	start time.Time
+	// ledger says the events carry the heights of the blocks that recorded
+	// them.
+	ledger bool
+	start  time.Time
 	// released is when the running stage, or the stage rolling back, was released.
 	released time.Time
 	idW, fnW int
@@ -34,11 +39,34 @@ type renderer struct {
 	err error
 }
 
-func newRenderer(w io.Writer, id string, plan *taskrt.Plan, color bool) *renderer {
-	r := &renderer{w: w, id: id, plan: plan, color: color, start: time.Now()}
-	for _, t := range plan.Op.Tasks {
+// opState is what the renderer reads about an operation as it prints an
+// event: the runner's saga, or the newest view a node sent.
+type opState interface {
+	name() string
+	stageCount() int
+	// task returns a task's definition and state; ok is false for an id
+	// the operation does not have.
+	task(id string) (t taskLine, ok bool)
+	// stageTasks lists the ids of a stage's tasks in file order: all of
+	// them, or with started only the ones that started (a task never
+	// started has nothing to undo).
+	stageTasks(stage int, started bool) []string
+	// view is the operation as `op get` shows it.
+	view() taskrt.OperationView
+}
+
+// taskLine is what a line about a task shows.
+type taskLine struct {
+	ID, Run, Rollback, Rule    string
+	Attempts, RollbackAttempts int
+}
+
+func newRenderer(w io.Writer, id string, tasks []taskLine, color, ledger bool) *renderer {
+	r := &renderer{w: w, id: id, color: color, ledger: ledger, start: time.Now()}
+	r.released = r.start
+	for _, t := range tasks {
 		r.idW = max(r.idW, len(t.ID))
-		r.fnW = max(r.fnW, len(t.Run), len(rollbackName(t)))
+		r.fnW = max(r.fnW, len(t.Run), len(rollbackName(t.Rollback)))
 	}
 	return r
 }
@@ -66,56 +94,67 @@ func (r *renderer) printf(format string, args ...any) {
 }
 
 // taskLine prints one task's line: mark, id, function, what happened, and
-// how long since its stage was released.
-func (r *renderer) taskLine(mark, color, id, fn, what string) {
-	since := time.Since(r.released)
-	r.printf("  %s %-*s  %-*s  %s  (%s)\n", r.paint(color, mark), r.idW, id, r.fnW, fn, what, elapsed(since))
+// when: the block that recorded it, or how long since its stage was
+// released.
+func (r *renderer) taskLine(e taskrt.Event, mark, color, id, fn, what string) {
+	when := elapsed(time.Since(r.released))
+	if r.ledger {
+		when = fmt.Sprintf("block %d", e.Height)
+	}
+	r.printf("  %s %-*s  %-*s  %s  (%s)\n", r.paint(color, mark), r.idW, id, r.fnW, fn, what, when)
 }
 
-func (r *renderer) event(e taskrt.Event, s *taskrt.Saga) {
-	op := r.plan.Op
-	task := func() (taskrt.Task, taskrt.TaskState) {
-		i, ok := r.plan.Index(e.Task)
+func (r *renderer) event(e taskrt.Event, s opState) {
+	task := func() taskLine {
+		t, ok := s.task(e.Task)
 		if !ok {
-			return taskrt.Task{ID: e.Task}, taskrt.TaskState{}
+			return taskLine{ID: e.Task}
 		}
-		return op.Tasks[i], s.Task(i)
+		return t
 	}
 	switch e.Type {
 	case taskrt.EventSubmitted:
-		r.printf("%s %s · %s · %s\n", r.paint(bold, op.Name), shortID(r.id), plural(len(r.plan.Stages), "stage"), plural(len(op.Tasks), "task"))
+		var tasks int
+		for k := range s.stageCount() {
+			tasks += len(s.stageTasks(k, false))
+		}
+		r.printf("%s %s · %s · %s", r.paint(bold, s.name()), shortID(r.id), plural(s.stageCount(), "stage"), plural(tasks, "task"))
+		if r.ledger {
+			r.printf(" · block %d", e.Height)
+		}
+		r.printf("\n")
 	case taskrt.EventStageReleased:
 		r.released = time.Now()
-		r.printf("%s ▶ %s\n", r.paint(bold, fmt.Sprintf("stage %d", *e.Stage)), strings.Join(r.stageTasks(*e.Stage, s, false), ", "))
+		r.printf("%s ▶ %s\n", r.paint(bold, fmt.Sprintf("stage %d", *e.Stage)), strings.Join(s.stageTasks(*e.Stage, false), ", "))
 	case taskrt.EventTaskAttested:
-		t, st := task()
+		t := task()
 		switch {
 		case e.Valid != nil && !*e.Valid:
-			r.taskLine("✗", red, t.ID, t.Run, "invalid: "+e.Reason)
-		case t.Validate != "":
-			r.taskLine("✓", green, t.ID, t.Run, "rule passed"+attempts(st.Attempts))
+			r.taskLine(e, "✗", red, t.ID, t.Run, "invalid: "+e.Reason)
+		case t.Rule != "":
+			r.taskLine(e, "✓", green, t.ID, t.Run, "rule passed"+attempts(t.Attempts))
 		default:
-			r.taskLine("✓", green, t.ID, t.Run, "succeeded"+attempts(st.Attempts))
+			r.taskLine(e, "✓", green, t.ID, t.Run, "succeeded"+attempts(t.Attempts))
 		}
 	case taskrt.EventTaskFailed:
-		t, _ := task()
-		r.taskLine("✗", red, t.ID, t.Run, "failed: "+e.Reason)
+		t := task()
+		r.taskLine(e, "✗", red, t.ID, t.Run, "failed: "+e.Reason)
 	case taskrt.EventTaskTimedOut:
-		t, _ := task()
-		r.taskLine("⏱", yellow, t.ID, t.Run, "timed out: "+e.Reason)
+		t := task()
+		r.taskLine(e, "⏱", yellow, t.ID, t.Run, "timed out: "+e.Reason)
 	case taskrt.EventRollbackReleased:
 		r.released = time.Now()
-		r.printf("%s ◀ %s\n", r.paint(bold, fmt.Sprintf("rollback stage %d", *e.Stage)), strings.Join(r.stageTasks(*e.Stage, s, true), ", "))
+		r.printf("%s ◀ %s\n", r.paint(bold, fmt.Sprintf("rollback stage %d", *e.Stage)), strings.Join(s.stageTasks(*e.Stage, true), ", "))
 	case taskrt.EventTaskRolledBack:
-		t, st := task()
+		t := task()
 		if t.Rollback == "" {
-			r.taskLine("↺", cyan, t.ID, "-", "nothing to undo (no rollback)")
+			r.taskLine(e, "↺", cyan, t.ID, "-", "nothing to undo (no rollback)")
 			break
 		}
-		r.taskLine("↺", cyan, t.ID, t.Rollback, "undone"+attempts(st.RollbackAttempts))
+		r.taskLine(e, "↺", cyan, t.ID, t.Rollback, "undone"+attempts(t.RollbackAttempts))
 	case taskrt.EventTaskRollbackFailed:
-		t, _ := task()
-		r.taskLine("✗", red, t.ID, t.Rollback, "rollback failed: "+e.Reason)
+		t := task()
+		r.taskLine(e, "✗", red, t.ID, t.Rollback, "rollback failed: "+e.Reason)
 	case taskrt.EventRollbackRetried:
 		r.printf("%s\n", r.paint(bold, fmt.Sprintf("retrying rollback of stage %d", *e.Stage)))
 	case taskrt.EventFinished:
@@ -123,28 +162,124 @@ func (r *renderer) event(e taskrt.Event, s *taskrt.Saga) {
 		if e.Status != string(taskrt.OpCompleted) {
 			color = red
 		}
-		r.printf("%s in %s\n", r.paint(color, e.Status), elapsed(time.Since(r.start)))
-		view := taskrt.NewView(r.id, r.plan, s.State(), nil)
-		for _, f := range failures(view) {
+		if r.ledger {
+			r.printf("%s at block %d, %s after submitting\n", r.paint(color, e.Status), e.Height, elapsed(time.Since(r.start)))
+		} else {
+			r.printf("%s in %s\n", r.paint(color, e.Status), elapsed(time.Since(r.start)))
+		}
+		v := s.view()
+		for _, f := range failures(v) {
 			r.printf("  %s\n", f)
 		}
-		if st := s.State(); e.Status == string(taskrt.OpRollbackFailed) && st.RollbackStage > 0 {
-			r.printf("  stages 0 to %d were not undone\n", st.RollbackStage-1)
+		if k := stuckStage(v); e.Status == string(taskrt.OpRollbackFailed) && k > 0 {
+			r.printf("  stages 0 to %d were not undone\n", k-1)
 		}
 	}
 }
 
-// stageTasks lists the ids of a stage's tasks: all of them for a run, the
-// started ones for a rollback (tasks never started have nothing to undo).
-func (r *renderer) stageTasks(stage int, s *taskrt.Saga, rollback bool) []string {
+// stuckStage is the stage whose rollback failed, or -1.
+func stuckStage(v taskrt.OperationView) int {
+	for _, s := range v.Stages {
+		if s.Status == string(taskrt.TaskRollbackFailed) {
+			return s.Index
+		}
+	}
+	return -1
+}
+
+// sagaState is the opState of the local runner's saga.
+type sagaState struct {
+	id   string
+	plan *taskrt.Plan
+	saga *taskrt.Saga
+}
+
+func (s sagaState) name() string    { return s.plan.Op.Name }
+func (s sagaState) stageCount() int { return len(s.plan.Stages) }
+
+func (s sagaState) task(id string) (taskLine, bool) {
+	i, ok := s.plan.Index(id)
+	if !ok {
+		return taskLine{}, false
+	}
+	t, st := s.plan.Op.Tasks[i], s.saga.Task(i)
+	return taskLine{ID: t.ID, Run: t.Run, Rollback: t.Rollback, Rule: t.Validate,
+		Attempts: st.Attempts, RollbackAttempts: st.RollbackAttempts}, true
+}
+
+func (s sagaState) stageTasks(stage int, started bool) []string {
 	var ids []string
-	for _, i := range r.plan.Stages[stage] {
-		if rollback && s.Task(i).Status == taskrt.TaskPending {
+	for _, i := range s.plan.Stages[stage] {
+		if started && s.saga.Task(i).Status == taskrt.TaskPending {
 			continue
 		}
-		ids = append(ids, r.plan.Op.Tasks[i].ID)
+		ids = append(ids, s.plan.Op.Tasks[i].ID)
 	}
 	return ids
+}
+
+func (s sagaState) view() taskrt.OperationView {
+	return taskrt.NewView(s.id, s.plan, s.saga.State(), nil)
+}
+
+// planTasks lists the tasks of a plan for newRenderer.
+func planTasks(p *taskrt.Plan) []taskLine {
+	out := make([]taskLine, len(p.Op.Tasks))
+	for i, t := range p.Op.Tasks {
+		out[i] = taskLine{ID: t.ID, Run: t.Run, Rollback: t.Rollback}
+	}
+	return out
+}
+
+// viewState is the opState of a view a node sent.
+type viewState struct {
+	v     taskrt.OperationView
+	tasks map[string]taskrt.TaskView
+}
+
+func newViewState(v taskrt.OperationView) viewState {
+	s := viewState{v: v, tasks: make(map[string]taskrt.TaskView)}
+	for _, st := range v.Stages {
+		for _, t := range st.Tasks {
+			s.tasks[t.ID] = t
+		}
+	}
+	return s
+}
+
+func (s viewState) name() string               { return s.v.Name }
+func (s viewState) stageCount() int            { return len(s.v.Stages) }
+func (s viewState) view() taskrt.OperationView { return s.v }
+
+func (s viewState) task(id string) (taskLine, bool) {
+	t, ok := s.tasks[id]
+	return taskLine{ID: t.ID, Run: t.Run, Rollback: t.Rollback, Rule: t.Rule,
+		Attempts: t.Attempts, RollbackAttempts: t.RollbackAttempts}, ok
+}
+
+func (s viewState) stageTasks(stage int, started bool) []string {
+	var ids []string
+	if stage < 0 || stage >= len(s.v.Stages) {
+		return nil
+	}
+	for _, t := range s.v.Stages[stage].Tasks {
+		if started && t.Status == taskrt.TaskPending {
+			continue
+		}
+		ids = append(ids, t.ID)
+	}
+	return ids
+}
+
+// viewTasks lists the tasks of a view for newRenderer.
+func viewTasks(v taskrt.OperationView) []taskLine {
+	var out []taskLine
+	for _, s := range v.Stages {
+		for _, t := range s.Tasks {
+			out = append(out, taskLine{ID: t.ID, Run: t.Run, Rollback: t.Rollback})
+		}
+	}
+	return out
 }
 
 // attempts notes the attempts a call took when it took more than one.
@@ -156,11 +291,11 @@ func attempts(n int) string {
 }
 
 // rollbackName is a task's rollback function, or "-" for none.
-func rollbackName(t taskrt.Task) string {
-	if t.Rollback == "" {
+func rollbackName(fn string) string {
+	if fn == "" {
 		return "-"
 	}
-	return t.Rollback
+	return fn
 }
 
 // shortID abbreviates an operation id for a person: 0x3fa2…9c1d.

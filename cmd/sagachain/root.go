@@ -26,6 +26,9 @@ type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	cfg            config.Config
+	// configPath is the config file given with --config or
+	// SAGACHAIN_CONFIG, empty for none.
+	configPath string
 	// cmd is the command being run; flags resolves its flags: the command
 	// line over SAGACHAIN_<FLAG> over the config file's <flag> key over the
 	// flag's default.
@@ -76,10 +79,12 @@ line wins over the environment, which wins over the file.`,
 		PersistentPreRunE: a.runE(a.setup),
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
-	root.PersistentFlags().String("config", "", "node config file (YAML, SPEC §4): functions, limits; also SAGACHAIN_CONFIG")
+	root.PersistentFlags().String("config", "", "node config file (YAML, SPEC §4): functions, limits; for dev and node it replaces the home's config.yaml; also SAGACHAIN_CONFIG")
 	root.PersistentFlags().String("log-format", "text", "format of the logs on stderr: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(a.newPlanCmd(), a.newRunCmd(), a.newVersionCmd())
+	root.AddCommand(a.newPlanCmd(), a.newRunCmd(), a.newVersionCmd(),
+		a.newInitCmd(), a.newKeysCmd(), a.newDevCmd(), a.newNodeCmd(),
+		a.newSubmitCmd(), a.newOpCmd(), a.newChainCmd(), a.newExportCmd(), a.newVerifyCmd(), a.newBenchCmd())
 	return root
 }
 
@@ -109,17 +114,25 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return inputError(err)
 	}
+	a.configPath, a.cmd = path, cmd
+	return a.useConfig(cfg, path)
+}
+
+// useConfig makes cfg, read from the file at path, the configuration: its
+// flag settings become the layer under the environment and the command
+// line, and the logger follows the resolved --log-format.
+func (a *app) useConfig(cfg config.Config, path string) error {
 	v := viper.New()
 	v.SetEnvPrefix(config.EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
+	if err := v.BindPFlags(a.cmd.Flags()); err != nil {
 		return err
 	}
 	if err := v.MergeConfigMap(cfg.Flags); err != nil {
 		return inputErrorf("config %s: %w", path, err)
 	}
-	a.cfg, a.cmd, a.flags = cfg, cmd, v
+	a.cfg, a.flags = cfg, v
 
 	var h slog.Handler
 	switch format := a.flagString("log-format"); format {
@@ -211,4 +224,14 @@ func (a *app) flagStrings(name string) ([]string, error) {
 		}
 		return s, nil
 	}
+}
+
+// flagInt resolves an integer flag; a value that is not an integer is an
+// input error naming where it came from.
+func (a *app) flagInt(name string) (int, error) {
+	n, err := cast.ToIntE(a.flags.Get(name))
+	if err != nil {
+		return 0, inputErrorf("%s: want a whole number, got %v", a.flagSource(name), a.flags.Get(name))
+	}
+	return n, nil
 }

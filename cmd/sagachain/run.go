@@ -3,8 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	mathrand "math/rand/v2"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagachain/sagachain/node"
 	"github.com/sagachain/sagachain/taskrt"
 )
 
@@ -62,9 +61,9 @@ func (a *app) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	reg, err := a.registry()
+	reg, err := node.Functions(a.cfg.Functions)
 	if err != nil {
-		return err
+		return inputErrorf("config: %w", err)
 	}
 	if missing := reg.Missing(plan.Op); len(missing) > 0 {
 		what := "functions"
@@ -103,8 +102,8 @@ func (a *app) run(cmd *cobra.Command, args []string) error {
 	}
 	var live *renderer
 	if !asJSON {
-		live = newRenderer(a.stdout, id, plan, useColor(a.stdout))
-		runner.OnEvent = live.event
+		live = newRenderer(a.stdout, id, planTasks(plan), useColor(a.stdout), false)
+		runner.OnEvent = func(e taskrt.Event, s *taskrt.Saga) { live.event(e, sagaState{id: id, plan: plan, saga: s}) }
 	}
 	view, err := runner.Run(ctx, id, plan, rules)
 	close(finished)
@@ -113,25 +112,14 @@ func (a *app) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(view); err != nil {
+		if err := a.printJSON(view); err != nil {
 			return err
 		}
 	} else if live.err != nil {
 		return live.err
 	}
-
-	code := statusExitCode(view.Status)
-	if code == exitOK {
-		return nil
-	}
-	msg := fmt.Sprintf("operation %s %s", view.Name, view.Status)
-	if causes := failures(view); len(causes) > 0 {
-		msg += ": " + strings.Join(causes, "; ")
-	}
 	// The live log has said it all; after --json, stderr says why in a line.
-	return &exitError{code: code, err: errors.New(msg), quiet: !asJSON}
+	return finalStatus(view, asJSON)
 }
 
 // newOperationID returns a random operation id, "0x" and 32 bytes in hex.

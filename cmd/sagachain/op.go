@@ -1,0 +1,246 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/rpc"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+func (a *app) newOpCmd() *cobra.Command {
+	op := &cobra.Command{
+		Use:   "op",
+		Short: "Show, list and retry operations",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return usageError(errors.New("op needs a subcommand: get, list or retry"))
+		},
+	}
+	get := &cobra.Command{
+		Use:   "get ID [--json]",
+		Short: "Show one operation: its stages, tasks, outputs, verdicts and history",
+		Args:  oneID,
+		RunE:  a.runE(a.opGet),
+	}
+	get.Flags().Bool("json", false, "print the operation as JSON (SPEC §2)")
+	list := &cobra.Command{
+		Use:   "list [--status S] [--limit N] [--json]",
+		Short: "List operations, newest first",
+		Args:  cobra.NoArgs,
+		RunE:  a.runE(a.opList),
+	}
+	list.Flags().String("status", "", "only operations in this status: running, completed, rolling_back, rolled_back or rollback_failed")
+	list.Flags().Int("limit", rpc.DefaultOpsLimit, fmt.Sprintf("list at most this many (at most %d)", rpc.MaxOpsLimit))
+	list.Flags().Bool("json", false, "print the operations as a JSON array of what op get --json prints")
+	retry := &cobra.Command{
+		Use:   "retry ID [--key FILE]",
+		Short: "Run the remaining rollbacks of a rollback_failed operation again",
+		Long: `retry asks the network to run again the rollbacks that failed, and those of
+the stages below, of an operation that is rollback_failed. It is signed with
+your client key (or --key FILE), which must be a genesis submitter.`,
+		Args: oneID,
+		RunE: a.runE(a.opRetry),
+	}
+	retry.Flags().String("key", "", "the key to sign with (default ~/.sagachain/client.key)")
+	for _, c := range []*cobra.Command{get, list, retry} {
+		addRPCFlag(c)
+	}
+	op.AddCommand(get, list, retry)
+	return op
+}
+
+// oneID accepts exactly one argument, an operation id.
+func oneID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usageError(fmt.Errorf("%s takes one operation id, got %d arguments", cmd.Name(), len(args)))
+	}
+	return nil
+}
+
+func (a *app) opGet(cmd *cobra.Command, args []string) error {
+	asJSON, err := a.flagBool("json")
+	if err != nil {
+		return err
+	}
+	id, err := parseOpID(args[0])
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := c.Operation(ctx, id)
+	if err != nil {
+		return a.nodeError(c, "op get", err)
+	}
+	if asJSON {
+		return a.printJSON(v)
+	}
+	var b strings.Builder
+	writeOperation(&b, *v)
+	_, err = fmt.Fprint(a.stdout, b.String())
+	return err
+}
+
+// writeOperation writes an operation for a person: what it is, each stage
+// with each task (functions, executor, attempts, rule and verdict, output,
+// error), then its history.
+func writeOperation(b *strings.Builder, v taskrt.OperationView) {
+	fmt.Fprintf(b, "%s %s\n", v.Name, v.ID)
+	fmt.Fprintf(b, "status     %s\n", v.Status)
+	if v.Submitter != "" {
+		fmt.Fprintf(b, "submitter  %s\n", v.Submitter)
+	}
+	fmt.Fprintf(b, "submitted  block %d\n", v.SubmittedHeight)
+	idW := 0
+	for _, s := range v.Stages {
+		for _, t := range s.Tasks {
+			idW = max(idW, len(t.ID))
+		}
+	}
+	for _, s := range v.Stages {
+		fmt.Fprintf(b, "stage %d  %s", s.Index, s.Status)
+		if s.Hash != "" {
+			fmt.Fprintf(b, "  record %s (prev %s)", shortID(s.Hash), shortID(s.Prev))
+		}
+		b.WriteString("\n")
+		for _, t := range s.Tasks {
+			fmt.Fprintf(b, "  %-*s  %s  run %s, rollback %s", idW, t.ID, t.Status, t.Run, rollbackName(t.Rollback))
+			if t.Attempts > 0 {
+				fmt.Fprintf(b, ", %s", plural(t.Attempts, "attempt"))
+			}
+			b.WriteString("\n")
+			pad := strings.Repeat(" ", idW+4)
+			if t.Executor != "" {
+				fmt.Fprintf(b, "%sexecutor  %s\n", pad, t.Executor)
+			}
+			if t.Rule != "" {
+				verdict := t.Validation
+				if verdict == "" {
+					verdict = "not yet checked"
+				}
+				fmt.Fprintf(b, "%srule      %s  (%s)\n", pad, t.Rule, verdict)
+			}
+			if t.Output != nil {
+				out, err := json.Marshal(t.Output)
+				if err != nil {
+					out = []byte(fmt.Sprint(t.Output))
+				}
+				fmt.Fprintf(b, "%soutput    %s\n", pad, out)
+			}
+			if t.Error != "" {
+				fmt.Fprintf(b, "%serror     %s\n", pad, t.Error)
+			}
+			if t.RollbackAttempts > 0 {
+				fmt.Fprintf(b, "%srollback  %s", pad, plural(t.RollbackAttempts, "attempt"))
+				if t.RollbackError != "" {
+					fmt.Fprintf(b, ": %s", t.RollbackError)
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	b.WriteString("events\n")
+	for _, e := range v.Events {
+		fmt.Fprintf(b, "  block %-6d %3d  %s", e.Height, e.Seq, e.Type)
+		if e.Stage != nil {
+			fmt.Fprintf(b, " stage %d", *e.Stage)
+		}
+		if e.Task != "" {
+			fmt.Fprintf(b, " %s", e.Task)
+		}
+		if e.Valid != nil {
+			if *e.Valid {
+				b.WriteString(" valid")
+			} else {
+				b.WriteString(" invalid")
+			}
+		}
+		if e.Status != "" {
+			fmt.Fprintf(b, " %s", e.Status)
+		}
+		if e.Reason != "" {
+			fmt.Fprintf(b, ": %s", e.Reason)
+		}
+		b.WriteString("\n")
+	}
+}
+
+func (a *app) opList(cmd *cobra.Command, _ []string) error {
+	asJSON, err := a.flagBool("json")
+	if err != nil {
+		return err
+	}
+	limit, err := a.flagInt("limit")
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ops, err := c.Operations(ctx, rpc.OpsQuery{Status: a.flagString("status"), Limit: limit})
+	if err != nil {
+		return a.nodeError(c, "", err)
+	}
+	if asJSON {
+		return a.printJSON(ops)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBLOCK\tSTAGES\tTASKS")
+	for _, v := range ops {
+		tasks := 0
+		for _, s := range v.Stages {
+			tasks += len(s.Tasks)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", v.ID, v.Name, v.Status, v.SubmittedHeight, len(v.Stages), tasks)
+	}
+	return tw.Flush()
+}
+
+func (a *app) opRetry(cmd *cobra.Command, args []string) error {
+	id, err := parseOpID(args[0])
+	if err != nil {
+		return err
+	}
+	key, err := a.clientKey()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	head, err := c.Head(ctx)
+	if err != nil {
+		return a.nodeError(c, "", err)
+	}
+	r := &ledger.Retry{Operation: id, Nonce: mathrand.Uint64()}
+	if err := r.Sign(key, head.ChainID); err != nil {
+		return err
+	}
+	e, err := ledger.NewEntry(ledger.KindRetry, r)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Submit(ctx, e); err != nil {
+		return a.nodeError(c, "op retry "+id.Hex(), err)
+	}
+	_, err = fmt.Fprintf(a.stdout, "retry of %s recorded: its remaining rollbacks run again; follow it with sagachain op get %s\n", id.Hex(), id.Hex())
+	return err
+}

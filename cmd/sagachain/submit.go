@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/rpc"
+	"github.com/sagachain/sagachain/taskrt"
+)
+
+func (a *app) newSubmitCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "submit FILE [--rpc URL] [--input k=v]... [--wait] [--json] [--key FILE]",
+		Short: "Submit an operation to a node, and with --wait follow it to its end",
+		Long: `submit checks an operation file (- reads stdin), signs it with your client key
+(~/.sagachain/client.key, or --key FILE) and sends it to a node, which checks
+it again (its functions must be hosted, your key must be a genesis submitter)
+and returns once a block records it. It prints the operation id; with --wait
+it follows the operation live, stage by stage, to its end.
+
+Exit codes: 0 submitted (with --wait: completed), 2 refused (bad file, unknown
+function, key not allowed: nothing was recorded), 3 rolled back, 4
+rollback_failed, 1 anything else.`,
+		Example: `  sagachain submit testnet/ops/trip.yaml --wait
+  sagachain submit testnet/ops/trip.yaml --input traveler="Grace Hopper" --json
+  SAGACHAIN_RPC=http://10.0.0.5:8645 sagachain submit ops/book.yaml`,
+		Args: oneFile,
+		RunE: a.runE(a.submit),
+	}
+	addRPCFlag(cmd)
+	cmd.Flags().StringArray("input", nil, "set operation input `label=value` (value is JSON if it parses as JSON, else a string); repeatable")
+	cmd.Flags().Bool("wait", false, "follow the operation to its end; the exit code says how it ended")
+	cmd.Flags().Bool("json", false, `print {"id": ...}, or with --wait only the final operation (what op get --json prints)`)
+	cmd.Flags().String("key", "", "the key to sign with (default ~/.sagachain/client.key)")
+	return cmd
+}
+
+func (a *app) submit(cmd *cobra.Command, args []string) error {
+	asJSON, err := a.flagBool("json")
+	if err != nil {
+		return err
+	}
+	wait, err := a.flagBool("wait")
+	if err != nil {
+		return err
+	}
+	pairs, err := a.flagStrings("input")
+	if err != nil {
+		return err
+	}
+	inputs, err := parseInputs(pairs)
+	if err != nil {
+		return err
+	}
+	plan, _, err := a.loadOperation(args[0], inputs)
+	if err != nil {
+		return err
+	}
+	key, err := a.clientKey()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	head, err := c.Head(ctx)
+	if err != nil {
+		return a.nodeError(c, "", err)
+	}
+	e, err := submission(plan.Op, key, head.ChainID)
+	if err != nil {
+		return err
+	}
+	sent := time.Now()
+	res, err := c.Submit(ctx, e)
+	if err != nil {
+		return a.nodeError(c, args[0], err)
+	}
+	id := res.ID.Hex()
+	if !wait {
+		if asJSON {
+			return a.printJSON(map[string]string{"id": id})
+		}
+		_, err := fmt.Fprintln(a.stdout, id)
+		return err
+	}
+	v, err := a.follow(ctx, c, *res.ID, sent, asJSON)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped following operation %s; it carries on: sagachain op get %s", id, id)
+		}
+		return err
+	}
+	if asJSON {
+		if err := a.printJSON(v); err != nil {
+			return err
+		}
+	}
+	return finalStatus(v, asJSON)
+}
+
+// submission signs an operation as a submission entry. The nonce makes
+// every submission of one file a distinct operation.
+func submission(op *taskrt.Operation, key *ledger.PrivateKey, chainID string) (ledger.Entry, error) {
+	raw, err := json.Marshal(op)
+	if err != nil {
+		return ledger.Entry{}, fmt.Errorf("encode the operation: %w", err)
+	}
+	s := &ledger.Submission{Operation: raw, Nonce: mathrand.Uint64()}
+	if err := s.Sign(key, chainID); err != nil {
+		return ledger.Entry{}, err
+	}
+	return ledger.NewEntry(ledger.KindSubmission, s)
+}
+
+// follow subscribes to an operation submitted at sent and, unless quiet,
+// prints each event the node records as it arrives; it returns the final
+// view.
+func (a *app) follow(ctx context.Context, c *rpc.Client, id ledger.Hash, sent time.Time, quiet bool) (taskrt.OperationView, error) {
+	views := make(chan taskrt.OperationView, 16)
+	sub, err := c.SubscribeOperation(ctx, id, views)
+	if err != nil {
+		return taskrt.OperationView{}, a.nodeError(c, "", err)
+	}
+	defer sub.Unsubscribe()
+	var (
+		live    *renderer
+		printed int
+		last    taskrt.OperationView
+	)
+	show := func(v taskrt.OperationView) error {
+		last = v
+		if quiet {
+			return nil
+		}
+		if live == nil {
+			live = newRenderer(a.stdout, v.ID, viewTasks(v), useColor(a.stdout), true)
+			live.start = sent
+		}
+		st := newViewState(v)
+		for _, e := range v.Events[min(printed, len(v.Events)):] {
+			live.event(e, st)
+		}
+		printed = max(printed, len(v.Events))
+		return live.err
+	}
+	for {
+		select {
+		case v := <-views:
+			if err := show(v); err != nil {
+				return last, err
+			}
+		case err, ok := <-sub.Err():
+			// The subscription ends after the final view, which views
+			// already holds.
+			for drained := false; !drained; {
+				select {
+				case v := <-views:
+					if err := show(v); err != nil {
+						return last, err
+					}
+				default:
+					drained = true
+				}
+			}
+			if ok && err != nil {
+				return last, a.nodeError(c, "", err)
+			}
+			if !last.Status.Final() {
+				return last, fmt.Errorf("the node ended the subscription to operation %s before it finished (status %q)", id.Hex(), last.Status)
+			}
+			return last, nil
+		case <-ctx.Done():
+			return last, ctx.Err()
+		}
+	}
+}
+
+// finalStatus ends submit --wait: with --json the view, and the exit code
+// of its status; a failure names its cause on stderr.
+func finalStatus(v taskrt.OperationView, asJSON bool) error {
+	code := statusExitCode(v.Status)
+	if code == exitOK {
+		return nil
+	}
+	msg := fmt.Sprintf("operation %s %s", v.Name, v.Status)
+	if causes := failures(v); len(causes) > 0 {
+		msg += ": " + strings.Join(causes, "; ")
+	}
+	return &exitError{code: code, err: errors.New(msg), quiet: !asJSON}
+}
