@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -54,6 +55,12 @@ type P2PConfig struct {
 	Listen string `mapstructure:"listen"`
 	// Peers are the multiaddrs, with peer ids, of the nodes to dial.
 	Peers []string `mapstructure:"peers"`
+	// Observers are the peer ids of non-validator nodes (an auditor's) that
+	// may connect and follow the chain.
+	Observers []string `mapstructure:"observers"`
+	// PSK is an optional private-network key: 64 hex digits shared by every
+	// node of the network; nodes without it cannot even begin a handshake.
+	PSK string `mapstructure:"psk"`
 }
 
 // ConsensusConfig tunes the consensus protocol.
@@ -383,6 +390,11 @@ func (c Config) Validate() error {
 	for i, p := range c.P2P.Peers {
 		if !strings.HasPrefix(p, "/") {
 			bad(fmt.Sprintf("p2p.peers[%d]", i), "want a multiaddr such as /ip4/127.0.0.1/tcp/26657/p2p/<peer id>, got %q", p)
+		}
+	}
+	if k := c.P2P.PSK; k != "" {
+		if b, err := hex.DecodeString(strings.TrimPrefix(k, "0x")); err != nil || len(b) != 32 {
+			bad("p2p.psk", "want 64 hex digits (32 bytes)")
 		}
 	}
 	if c.Consensus.TimeoutPropose <= 0 {

@@ -143,6 +143,55 @@ func (m *Machine) Check(st StateReader, ctx Context, e Entry) error {
 	return err
 }
 
+// Authenticate checks what about a submitted entry does not depend on the
+// state: that it decodes, that its signatures are valid, and that its
+// signer may make entries of its kind at all (an allowed submitter, a
+// validator). Gossip uses it to drop forgeries without judging entries a
+// peer may legitimately know to be valid before this node does.
+func (m *Machine) Authenticate(e Entry) error {
+	if e.Kind.Derived() || e.Kind == KindTimeout {
+		return fmt.Errorf("%s entries are made by proposers, never submitted", e.Kind)
+	}
+	body, err := e.Decode()
+	if err != nil {
+		return err
+	}
+	chainID, hash := m.genesis.ChainID, e.Hash()
+	switch b := body.(type) {
+	case *Submission:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.genesis.AllowedSubmitter(b.Submitter) {
+			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
+		}
+	case *Retry:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.genesis.AllowedSubmitter(b.Submitter) {
+			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
+		}
+	case *Attestation:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.vals.Has(b.Executor) {
+			return fmt.Errorf("attestation by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
+	case *Announcement:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.vals.Has(b.Validator) {
+			return fmt.Errorf("announcement by %s: %w", b.Validator.Hex(), ErrNotValidator)
+		}
+	case *Evidence:
+		return m.verifyOnce(hash, func() error { return m.checkEvidence(b) })
+	}
+	return nil
+}
+
 // DueTimeouts returns the timeout entries block time ctx.Time makes due:
 // tasks and rollbacks past their deadline, and operations past their own
 // timeout.

@@ -64,18 +64,23 @@ func (a *App) blockTime(p ledger.Parent) uint64 {
 	return max(uint64(a.now().UnixMilli()), p.Time+1)
 }
 
-// HasWork reports whether a block would carry anything: a waiting entry or
-// a deadline that has passed.
+// HasWork reports whether a block would carry anything: a deadline that
+// has passed, or a waiting entry that fits the state now.
 func (a *App) HasWork() bool {
-	if a.mempool.Len() > 0 {
-		return true
-	}
 	p, err := a.Parent()
 	if err != nil {
 		return false
 	}
-	due, err := a.machine.DueTimeouts(a.store, ledger.Context{Height: p.Height + 1, Time: a.blockTime(p)})
-	return err == nil && len(due) > 0
+	ctx := ledger.Context{Height: p.Height + 1, Time: a.blockTime(p)}
+	if due, err := a.machine.DueTimeouts(a.store, ctx); err == nil && len(due) > 0 {
+		return true
+	}
+	for _, q := range a.mempool.All() {
+		if a.machine.Check(a.store, ctx, q.Entry) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ProposeBlock builds and signs a block for height at round: due timeouts
@@ -105,8 +110,10 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 		child, part := ledger.NewOverlay(ov), &ledger.Applied{}
 		got, err := a.machine.Try(child, ctx, e, part)
 		if err != nil {
-			stale = append(stale, e.Hash())
-			continue
+			if a.machine.Authenticate(e) != nil {
+				stale = append(stale, e.Hash()) // can never fit
+			}
+			continue // may fit a later block; the mempool prunes it if not
 		}
 		n := 0
 		for _, g := range got {

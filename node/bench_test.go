@@ -99,10 +99,52 @@ func benchSubmissions(b *testing.B, tn *testNode, n int) []ledger.Entry {
 	entries := make([]ledger.Entry, n)
 	for i := range entries {
 		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}
-		if err := s.Sign(tn.user, "test-chain"); err != nil {
+		if err := s.Sign(tn.user, tn.Genesis().ChainID); err != nil {
 			b.Fatal(err)
 		}
 		entries[i], _ = ledger.NewEntry(ledger.KindSubmission, s)
 	}
 	return entries
+}
+
+// BenchmarkNetworkOperations measures operations per second through four
+// validators in one process, each with its own ledger, talking over libp2p
+// on 127.0.0.1.
+func BenchmarkNetworkOperations(b *testing.B) {
+	nodes := startTestnet(b, 4)
+	entries := benchSubmissions(b, nodes[0], b.N)
+	events := make(chan rpc.CommitEvent, 1024)
+	sub := nodes[0].SubscribeCommits(events)
+	defer sub.Unsubscribe()
+	b.ResetTimer()
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	pending := make(map[ledger.Hash]bool, len(entries))
+	var mu sync.Mutex
+	go func() {
+		for i, e := range entries {
+			sem <- struct{}{}
+			mu.Lock()
+			pending[e.Hash()] = true
+			mu.Unlock()
+			go func() {
+				for nodes[i%len(nodes)].Submit(e) != nil {
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	}()
+	for done := 0; done < len(entries); {
+		ev := <-events
+		mu.Lock()
+		for _, r := range ev.Ops {
+			if r.Saga.Status.Final() && pending[r.ID] {
+				delete(pending, r.ID)
+				done++
+				<-sem
+			}
+		}
+		mu.Unlock()
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }

@@ -55,7 +55,7 @@ func InitHome(dir, chainID string, client ledger.Address) (*Home, error) {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	g := &ledger.Genesis{ChainID: chainID, Time: uint64(time.Now().UnixMilli()), Params: ledger.DefaultParams(),
-		Validators: []ledger.GenesisValidator{{Address: key.Address(), Name: "node0"}}, Submitters: []ledger.Address{}}
+		Validators: []ledger.GenesisValidator{ledger.NewGenesisValidator(key, "node0")}, Submitters: []ledger.Address{}}
 	if client != (ledger.Address{}) {
 		g.Submitters = append(g.Submitters, client)
 	}

@@ -16,18 +16,24 @@ type Mempool struct {
 	mu      sync.Mutex
 	max     int
 	order   []ledger.Hash
-	entries map[ledger.Hash]ledger.Entry
+	entries map[ledger.Hash]pending
 	ready   chan struct{}
+}
+
+// pending is a queued entry and the head height when it arrived.
+type pending struct {
+	entry ledger.Entry
+	since uint64
 }
 
 // NewMempool returns a mempool holding at most max entries.
 func NewMempool(max int) *Mempool {
-	return &Mempool{max: max, entries: make(map[ledger.Hash]ledger.Entry), ready: make(chan struct{}, 1)}
+	return &Mempool{max: max, entries: make(map[ledger.Hash]pending), ready: make(chan struct{}, 1)}
 }
 
-// Add queues an entry. Adding an entry already queued is a no-op, so a
-// client may resend.
-func (m *Mempool) Add(e ledger.Entry) error {
+// Add queues an entry that arrived when the head was at height head.
+// Adding an entry already queued is a no-op, so a client may resend.
+func (m *Mempool) Add(e ledger.Entry, head uint64) error {
 	h := e.Hash()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -37,7 +43,7 @@ func (m *Mempool) Add(e ledger.Entry) error {
 	if len(m.entries) >= m.max {
 		return ErrMempoolFull
 	}
-	m.entries[h] = e
+	m.entries[h] = pending{entry: e, since: head}
 	m.order = append(m.order, h)
 	select {
 	case m.ready <- struct{}{}:
@@ -56,7 +62,26 @@ func (m *Mempool) Pending(limit int) []ledger.Entry {
 	n := min(limit, len(m.order))
 	out := make([]ledger.Entry, 0, n)
 	for _, h := range m.order[:n] {
-		out = append(out, m.entries[h])
+		out = append(out, m.entries[h].entry)
+	}
+	return out
+}
+
+// Queued is an entry waiting in the mempool and the head height when it
+// arrived.
+type Queued struct {
+	Entry ledger.Entry
+	Since uint64
+}
+
+// All returns every queued entry, oldest first.
+func (m *Mempool) All() []Queued {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Queued, 0, len(m.order))
+	for _, h := range m.order {
+		p := m.entries[h]
+		out = append(out, Queued{Entry: p.entry, Since: p.since})
 	}
 	return out
 }

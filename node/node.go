@@ -56,6 +56,7 @@ type Node struct {
 	watch    *failureWatch
 
 	net Network
+	p2p *p2pNetwork
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -90,8 +91,8 @@ func New(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !m.Validators().Has(opts.Key.Address()) {
-		return nil, fmt.Errorf("this node's key %s is not a validator of %s (observers come with the network release)", opts.Key.Address().Hex(), g.ChainID)
+	if !m.Validators().Has(opts.Key.Address()) && len(opts.Config.P2P.Peers) == 0 {
+		return nil, fmt.Errorf("this node's key %s is not a validator of %s, and an observer needs p2p.peers to follow", opts.Key.Address().Hex(), g.ChainID)
 	}
 	reg, err := Functions(opts.Config.Functions)
 	if err != nil {
@@ -133,11 +134,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n.networked() {
+		if n.p2p, err = startNetwork(ctx, n); err != nil {
+			return err
+		}
+		n.net = n.p2p
+		defer n.p2p.close()
+	}
 	core, err := n.NewCore(head)
 	if err != nil {
 		return err
 	}
-	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{}, n.log)
+	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second}, n.log)
 	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queue, n.log)
 	n.executor.finished = n.metrics.TaskFinished
 	defer n.executor.Wait()
@@ -187,9 +195,20 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
+// networked reports whether the node talks to peers: every node of a
+// chain with more than one validator, and every observer.
+func (n *Node) networked() bool {
+	return n.machine.Validators().Size() > 1 || len(n.opts.Config.P2P.Peers) > 0 || !n.isValidator()
+}
+
+func (n *Node) isValidator() bool { return n.machine.Validators().Has(n.opts.Key.Address()) }
+
 // NewCore implements consensus.Host: the core for the height after head,
-// resumed from the persisted consensus state.
+// resumed from the persisted consensus state; nil for an observer.
 func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
+	if !n.isValidator() {
+		return nil, nil
+	}
 	var persisted consensus.PersistedState
 	if b, err := n.store.LastSigned(); err == nil {
 		if err := persisted.UnmarshalBinary(b); err != nil {
@@ -313,6 +332,9 @@ func (n *Node) resume() error {
 // announce records the functions this node hosts when they differ from
 // what the ledger says it hosts.
 func (n *Node) announce() error {
+	if !n.isValidator() {
+		return nil
+	}
 	hosts, err := n.store.Hosts()
 	if err != nil {
 		return err
@@ -350,7 +372,12 @@ func (n *Node) MempoolSize() int { return n.mempool.Len() }
 func (n *Node) Self() ledger.Address { return n.opts.Key.Address() }
 
 // Peers implements rpc.Backend.
-func (n *Node) Peers() []ledger.Address { return nil }
+func (n *Node) Peers() []ledger.Address {
+	if n.net == nil {
+		return nil
+	}
+	return n.net.Peers()
+}
 
 // Pending implements rpc.PendingChecker.
 func (n *Node) Pending(h ledger.Hash) bool { return n.mempool.Has(h) }
@@ -405,25 +432,54 @@ func (n *Node) unwait(h ledger.Hash, done chan struct{}) {
 // waiting: for what this node itself produces (attestations,
 // announcements, evidence), which it can produce again after a restart.
 func (n *Node) queue(e ledger.Entry) error {
+	if err := n.check(e); err != nil {
+		return rpc.InvalidInput(err)
+	}
 	head, err := n.store.Head()
 	if err != nil {
 		return err
 	}
-	ctx := ledger.Context{Height: head + 1, Time: uint64(n.opts.Now().UnixMilli())}
-	if err := n.machine.Check(n.store, ctx, e); err != nil {
-		return rpc.InvalidInput(err)
-	}
-	if err := n.mempool.Add(e); err != nil {
+	if err := n.mempool.Add(e, head); err != nil {
 		if errors.Is(err, ErrMempoolFull) {
 			return fmt.Errorf("%w: %v", rpc.ErrMempoolFull, err)
 		}
 		return err
 	}
+	if n.p2p != nil {
+		n.p2p.publishEntry(e)
+	}
 	return nil
+}
+
+// check checks an entry against the committed state, as the next block
+// would apply it.
+func (n *Node) check(e ledger.Entry) error {
+	head, err := n.store.Head()
+	if err != nil {
+		return err
+	}
+	return n.machine.Check(n.store, ledger.Context{Height: head + 1, Time: uint64(n.opts.Now().UnixMilli())}, e)
 }
 
 // HasWork implements consensus.Host.
 func (n *Node) HasWork() bool { return n.app.HasWork() }
+
+// staleHeights is how many blocks an entry that does not fit the state may
+// wait in the mempool: a gossiped attestation can arrive before the block
+// that released its task, so not fitting yet is no reason to drop it.
+const staleHeights = 20
+
+// pruneMempool drops entries that still do not fit the state long after
+// they arrived.
+func (n *Node) pruneMempool(head uint64) {
+	var drop []ledger.Hash
+	for _, q := range n.mempool.All() {
+		if head > q.Since+staleHeights && n.check(q.Entry) != nil {
+			drop = append(drop, q.Entry.Hash())
+		}
+	}
+	n.mempool.Remove(drop...)
+}
 
 // CommitBlock implements consensus.Host: it writes the block and then
 // starts what the block released to this node and tells subscribers.
@@ -439,6 +495,7 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 		n.log.Error("failure watch", "height", b.Header.Height, "err", err)
 	}
 	n.executor.Consider(ops)
+	n.pruneMempool(b.Header.Height)
 	n.mu.Lock()
 	for _, e := range b.Entries {
 		for _, w := range n.waiters[e.Hash()] {
@@ -454,9 +511,12 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 // SaveConsensusState implements consensus.Host.
 func (n *Node) SaveConsensusState(b []byte) error { return n.store.SaveLastSigned(b) }
 
-// Broadcast implements consensus.Host. A single validator has no one to
-// tell.
-func (n *Node) Broadcast(consensus.Message) {}
+// Broadcast implements consensus.Host.
+func (n *Node) Broadcast(m consensus.Message) {
+	if n.p2p != nil {
+		n.p2p.publishConsensus(m)
+	}
+}
 
 // Evidence implements consensus.Host.
 func (n *Node) Evidence(ev ledger.Evidence) {

@@ -81,7 +81,7 @@ func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
 	}
 	raw, _ := json.Marshal(op)
 	s := &ledger.Submission{Operation: raw, Nonce: uint64(time.Now().UnixNano())}
-	if err := s.Sign(tn.user, "test-chain"); err != nil {
+	if err := s.Sign(tn.user, tn.Genesis().ChainID); err != nil {
 		t.Fatal(err)
 	}
 	e, _ := ledger.NewEntry(ledger.KindSubmission, s)

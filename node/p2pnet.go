@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/sagachain/sagachain/consensus"
+	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/p2p"
+)
+
+// p2pNetwork is the node's Network over libp2p: entries and consensus
+// messages travel by gossip, checked before they are delivered or
+// forwarded, and blocks by the block-sync protocol.
+type p2pNetwork struct {
+	host   *p2p.Host
+	self   peer.ID
+	n      *Node
+	byPeer map[peer.ID]ledger.Address // validators' peer ids
+	// connected counts open peers from the connection hooks, which may run
+	// before New returns the host.
+	connected atomic.Int64
+}
+
+var _ Network = (*p2pNetwork)(nil)
+
+// syncRecord is one block-sync record: a block and its certificate.
+type syncRecord struct {
+	Block  *ledger.Block
+	Commit *ledger.Commit
+}
+
+func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
+	g := n.machine.Genesis()
+	self, err := p2p.PeerID(n.opts.Key.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	net := &p2pNetwork{n: n, self: self, byPeer: make(map[peer.ID]ledger.Address)}
+	var allowed []peer.ID
+	for i, v := range g.Validators {
+		pk, err := v.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("genesis validators[%d]: a network needs every validator's pub_key: %w", i, err)
+		}
+		id, err := p2p.PeerIDFromPubkey(pk.Compressed())
+		if err != nil {
+			return nil, fmt.Errorf("genesis validators[%d]: %w", i, err)
+		}
+		allowed = append(allowed, id)
+		net.byPeer[id] = v.Address
+	}
+	for i, s := range n.opts.Config.P2P.Observers {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return nil, fmt.Errorf("p2p.observers[%d]: %w", i, err)
+		}
+		allowed = append(allowed, id)
+	}
+	var psk []byte
+	if k := n.opts.Config.P2P.PSK; k != "" {
+		b, err := hex.DecodeString(strings.TrimPrefix(k, "0x"))
+		if err != nil {
+			return nil, fmt.Errorf("p2p.psk: %w", err)
+		}
+		psk = b
+	}
+	cfg := p2p.Config{
+		PrivKey: n.opts.Key.Bytes(),
+		Listen:  []string{n.opts.Config.P2P.Listen},
+		Peers:   n.opts.Config.P2P.Peers,
+		Allowed: allowed,
+		PSK:     psk,
+		ChainID: g.ChainID,
+		Validators: map[p2p.Topic]p2p.Validator{
+			p2p.TopicEntries:   net.validateEntry,
+			p2p.TopicConsensus: net.validateConsensus,
+		},
+		OnConnect:    func(peer.ID) { n.metrics.Peers(int(net.connected.Add(1))) },
+		OnDisconnect: func(peer.ID) { n.metrics.Peers(int(net.connected.Add(-1))) },
+		// A proposal carries a whole block.
+		MaxMessageSize: g.Params.MaxBlockBytes + 1<<20,
+		// Re-publishing identical votes must get through again soon after a
+		// partition heals; duplicates are harmless to the consensus core.
+		SeenTTL: 3 * time.Second,
+		Logger:  n.log.With("component", "p2p"),
+	}
+	h, err := p2p.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	net.host = h
+	h.ServeSync(net.serveRange)
+	if err := h.Subscribe(p2p.TopicEntries, net.onEntry); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if err := h.Subscribe(p2p.TopicConsensus, net.onConsensus); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return net, nil
+}
+
+// validateEntry admits authentic entries. Whether one fits the state is
+// left to the proposer and the mempool's pruning: a peer may have committed
+// the block that makes an entry valid before this node has.
+func (p *p2pNetwork) validateEntry(from peer.ID, data []byte) p2p.Verdict {
+	if from == p.self {
+		return p2p.Accept // queue checked it before publishing
+	}
+	var e ledger.Entry
+	if err := rlp.DecodeBytes(data, &e); err != nil {
+		return p2p.Reject
+	}
+	if p.n.mempool.Has(e.Hash()) {
+		return p2p.Ignore
+	}
+	if err := p.n.machine.Authenticate(e); err != nil {
+		return p2p.Reject
+	}
+	return p2p.Accept
+}
+
+func (p *p2pNetwork) onEntry(_ peer.ID, data []byte) {
+	var e ledger.Entry
+	if rlp.DecodeBytes(data, &e) != nil {
+		return
+	}
+	head, err := p.n.store.Head()
+	if err == nil {
+		err = p.n.mempool.Add(e, head)
+	}
+	if err != nil {
+		p.n.log.Debug("gossiped entry not queued", "err", err)
+	}
+}
+
+// validateConsensus admits proposals and votes signed by validators.
+// Height is not judged here: a message from ahead is how a node learns it
+// must catch up, and the core ignores what is behind.
+func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
+	var m consensus.Message
+	if err := m.UnmarshalBinary(data); err != nil {
+		return p2p.Reject
+	}
+	chainID, vals := p.n.machine.Genesis().ChainID, p.n.machine.Validators()
+	switch {
+	case m.Vote != nil:
+		if !vals.Has(m.Vote.Validator) || m.Vote.Verify(chainID) != nil {
+			return p2p.Reject
+		}
+	case m.Proposal != nil:
+		if m.Proposal.Verify(chainID, vals.Proposer(m.Proposal.Height, m.Proposal.Round)) != nil {
+			return p2p.Reject
+		}
+	}
+	return p2p.Accept
+}
+
+func (p *p2pNetwork) onConsensus(from peer.ID, data []byte) {
+	if from == p.self {
+		return // the core has applied its own messages already
+	}
+	var m consensus.Message
+	if m.UnmarshalBinary(data) != nil || p.n.driver == nil {
+		return
+	}
+	p.n.driver.Deliver(m, from.String())
+}
+
+// serveRange answers block sync from the store.
+func (p *p2pNetwork) serveRange(from, to uint64) ([][]byte, error) {
+	head, err := p.n.store.Head()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for h := from; h <= min(to, head); h++ {
+		b, err := p.n.store.Block(h)
+		if err != nil {
+			return nil, err
+		}
+		c, err := p.n.store.Commit(h)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := rlp.EncodeToBytes(&syncRecord{Block: b, Commit: c})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// FetchBlocks implements Network.
+func (p *p2pNetwork) FetchBlocks(ctx context.Context, from string, lo, hi uint64) ([]BlockRecord, error) {
+	id, err := peer.Decode(from)
+	if err != nil {
+		return nil, fmt.Errorf("peer %q: %w", from, err)
+	}
+	raw, err := p.host.FetchRange(ctx, id, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BlockRecord, 0, len(raw))
+	for i, b := range raw {
+		var rec syncRecord
+		if err := rlp.DecodeBytes(b, &rec); err != nil {
+			return nil, fmt.Errorf("block %d from %s: %w", lo+uint64(i), from, err)
+		}
+		out = append(out, BlockRecord{Block: rec.Block, Commit: rec.Commit})
+	}
+	return out, nil
+}
+
+// Peers implements Network: the validators connected now.
+func (p *p2pNetwork) Peers() []ledger.Address {
+	var out []ledger.Address
+	for _, id := range p.host.Peers() {
+		if a, ok := p.byPeer[id]; ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (p *p2pNetwork) publishEntry(e ledger.Entry) {
+	b, err := rlp.EncodeToBytes(&e)
+	if err == nil {
+		err = p.host.Publish(p2p.TopicEntries, b)
+	}
+	if err != nil {
+		p.n.log.Debug("entry not gossiped", "err", err)
+	}
+}
+
+func (p *p2pNetwork) publishConsensus(m consensus.Message) {
+	b, err := m.MarshalBinary()
+	if err == nil {
+		err = p.host.Publish(p2p.TopicConsensus, b)
+	}
+	if err != nil {
+		p.n.log.Debug("consensus message not gossiped", "msg", m.String(), "err", err)
+	}
+}
+
+func (p *p2pNetwork) close() error { return p.host.Close() }

@@ -1,0 +1,140 @@
+package p2p
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+)
+
+// staticPeer is a configured peer that the host keeps connected.
+type staticPeer struct {
+	info peer.AddrInfo
+	// wake is signalled whenever the peer's connectedness changes, so its
+	// redialer reacts at once instead of polling.
+	wake chan struct{}
+}
+
+// addStaticPeers records the static peers and their addresses for good. It
+// runs before watchConnections starts, which reads h.static unlocked.
+func (h *Host) addStaticPeers(static []peer.AddrInfo) {
+	for _, info := range static {
+		h.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.PermanentAddrTTL)
+		// The connection manager trims connections above its high-water mark;
+		// a configured peer is never one to trim.
+		h.host.ConnManager().Protect(info.ID, "sagachain-static-peer")
+		h.static[info.ID] = &staticPeer{info: info, wake: make(chan struct{}, 1)}
+	}
+}
+
+// startRedialers starts one redialer per static peer, in configuration order.
+func (h *Host) startRedialers(static []peer.AddrInfo) {
+	for _, info := range static {
+		h.wg.Add(1)
+		go h.keepConnected(h.static[info.ID])
+	}
+}
+
+// keepConnected dials sp whenever it is not connected, waiting a jittered,
+// exponentially growing delay after each failure, until Close.
+func (h *Host) keepConnected(sp *staticPeer) {
+	defer h.wg.Done()
+	failures := 0
+	for {
+		if h.host.Network().Connectedness(sp.info.ID) == network.Connected {
+			failures = 0
+			select {
+			case <-h.ctx.Done():
+				return
+			case <-sp.wake:
+			}
+			continue
+		}
+		err := h.dial(sp.info)
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if h.ctx.Err() != nil {
+			return
+		}
+		delay := redialDelay(failures, h.cfg.DialBackoff, h.cfg.DialBackoffMax)
+		failures++
+		h.cfg.Logger.Debug("p2p: dial of a static peer failed", "peer", sp.info.ID, "failures", failures, "retry_in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-h.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-sp.wake:
+			// The peer dialled us, or dropped again: look afresh.
+			t.Stop()
+		}
+	}
+}
+
+// dial makes one attempt to connect to info. It bypasses the swarm's own
+// dial backoff, which would otherwise refuse to redial a restarted peer for
+// several seconds after a failure; keepConnected paces the attempts instead.
+func (h *Host) dial(info peer.AddrInfo) error {
+	ctx := network.WithForceDirectDial(h.ctx, "sagachain static peer")
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)
+	defer cancel()
+	return h.host.Connect(ctx, info)
+}
+
+// redialDelay is the wait after failures+1 failed dials: min·2^failures capped
+// at max, of which a random half is taken away ("equal jitter"), so peers that
+// lost each other at the same moment do not redial in lockstep while the wait
+// still grows. The result lies in [d/2, d] for that capped d.
+func redialDelay(failures int, min, max time.Duration) time.Duration {
+	d := min
+	for i := 0; i < failures && d < max; i++ {
+		d *= 2
+	}
+	if d > max || d <= 0 {
+		d = max
+	}
+	half := d / 2
+	return d - half + rand.N(half+1)
+}
+
+// watchConnections runs the connect and disconnect hooks and wakes the
+// redialer of a static peer whose connectedness changed.
+func (h *Host) watchConnections() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case e, ok := <-h.events.Out():
+			if !ok {
+				return
+			}
+			ev := e.(event.EvtPeerConnectednessChanged)
+			switch ev.Connectedness {
+			case network.Connected:
+				h.cfg.Logger.Debug("p2p: peer connected", "peer", ev.Peer)
+				if h.cfg.OnConnect != nil {
+					h.cfg.OnConnect(ev.Peer)
+				}
+			case network.NotConnected:
+				h.cfg.Logger.Debug("p2p: peer disconnected", "peer", ev.Peer)
+				if h.cfg.OnDisconnect != nil {
+					h.cfg.OnDisconnect(ev.Peer)
+				}
+			}
+			if sp, ok := h.static[ev.Peer]; ok {
+				select {
+				case sp.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
