@@ -540,6 +540,11 @@ func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, 
 				return nil, fmt.Errorf("task %q: function %q: %w", t.ID, fn, ErrNotHosted)
 			}
 			exec := Assign(execs, r.ID, t.ID, kind == KindRollbackRelease)
+			if kind == KindRollbackRelease {
+				// Each retry moves the rollback to the next host of its
+				// function, so a retry after its executor died goes elsewhere.
+				exec = execs[(indexOf(execs, exec)+retries(r.Events, evs))%len(execs)]
+			}
 			deadline := ctx.Time + uint64(taskrt.PolicyOf(c.op, t).Timeout.Milliseconds())
 			if kind == KindStageRelease {
 				r.Tasks[i].Executor, r.Tasks[i].Deadline = exec, deadline
@@ -569,6 +574,29 @@ func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, 
 		out.Results = append(out.Results, eventLeaf(r.ID, ev))
 	}
 	return derived, nil
+}
+
+// retries counts the rollback retries in an operation's history and in
+// the events being recorded.
+func retries(history, recording []taskrt.Event) int {
+	n := 0
+	for _, evs := range [][]taskrt.Event{history, recording} {
+		for _, e := range evs {
+			if e.Type == taskrt.EventRollbackRetried {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func indexOf(addrs []Address, a Address) int {
+	for i, x := range addrs {
+		if x == a {
+			return i
+		}
+	}
+	return 0
 }
 
 // eventLeaf encodes one decision for the results root.

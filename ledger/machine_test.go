@@ -481,3 +481,70 @@ tasks:
 		t.Fatalf("status %s, want rolled_back", r.Saga.Status)
 	}
 }
+
+// A retried rollback moves to the next host of its function, so a retry
+// after the executor died does not wait for the same dead node.
+func TestMachineRetryMovesRollbackToTheNextHost(t *testing.T) {
+	vals := []*PrivateKey{testKey(t, 1), testKey(t, 3), testKey(t, 4)}
+	c := newTestChain(t)
+	g := *c.m.Genesis()
+	g.Validators = nil
+	for i, k := range vals {
+		g.Validators = append(g.Validators, NewGenesisValidator(k, fmt.Sprint(i)))
+	}
+	m, err := NewMachine(&g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.m = m
+	sub, id := c.submit(`
+name: moves
+tasks:
+  - {id: a, run: echo, rollback: noop, outputs: [x]}
+  - {id: b, run: fail, rollback: noop, inputs: [x], outputs: [y]}
+`)
+	c.block(10, sub)
+	keyOf := func(a Address) *PrivateKey {
+		for _, k := range vals {
+			if k.Address() == a {
+				return k
+			}
+		}
+		t.Fatalf("no key for %s", a.Hex())
+		return nil
+	}
+	// Play every executor until the rollback of a fails once.
+	for n := 0; n < 20 && c.op(id).Saga.Status != taskrt.OpRollbackFailed; n++ {
+		r := c.op(id)
+		var entries []Entry
+		for i, ts := range r.Saga.Tasks {
+			if ts.Status != taskrt.TaskRunning && !ts.Undoing {
+				continue
+			}
+			exec := r.Tasks[i].Executor
+			if ts.Undoing {
+				exec = r.Tasks[i].RollbackExecutor
+			}
+			entries = append(entries, c.attest(id, keyOf(exec), func(task string, rb bool) (map[string]any, string) {
+				switch {
+				case task == "b" && !rb:
+					return nil, "no"
+				case task == "a" && rb:
+					return nil, "executor down"
+				}
+				return nil, ""
+			})...)
+		}
+		c.block(10, entries...)
+	}
+	first := c.op(id).Tasks[0].RollbackExecutor
+	retry := &Retry{Operation: id, Nonce: 1}
+	if err := retry.Sign(c.user, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	re, _ := NewEntry(KindRetry, retry)
+	c.block(10, re)
+	if again := c.op(id).Tasks[0].RollbackExecutor; again == first {
+		t.Fatalf("the retried rollback went to the same executor %s", first.Hex())
+	}
+}
