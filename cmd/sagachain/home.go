@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/sagachain/sagachain/config"
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node"
+	"github.com/sagachain/sagachain/p2p"
 )
 
 // defaultInitChainID is the chain id of `init` without --chain-id: not the
@@ -171,10 +173,15 @@ func (a *app) printKey(k *ledger.PrivateKey, path string) error {
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return a.printJSON(map[string]string{"address": k.Address().Hex(), "file": path})
+	id, err := p2p.PeerID(k.Bytes())
+	if err != nil {
+		return err
 	}
-	_, err = fmt.Fprintln(a.stdout, k.Address().Hex())
+	pub := "0x" + hex.EncodeToString(k.Public().Compressed())
+	if asJSON {
+		return a.printJSON(map[string]string{"address": k.Address().Hex(), "pub_key": pub, "peer_id": id.String(), "file": path})
+	}
+	_, err = fmt.Fprintln(a.stdout, k.Address().Hex()) // alone, for scripts; --json has the rest
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/p2p"
 )
 
 // userEnv is the environment of a test user whose home directory is a
@@ -162,5 +163,28 @@ func TestListenAddr(t *testing.T) {
 		if got, err := listenAddr(bad); err == nil {
 			t.Errorf("listenAddr(%q) = %q, want an error", bad, got)
 		}
+	}
+}
+
+// keys show --json gives what an operator puts in other nodes' configs: the
+// public key for genesis and the peer id for p2p.peers and p2p.observers.
+func TestKeysShowJSONGivesNetworkIdentity(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sagachain(t, nil, "keys", "new", "--home", dir).wantCode(t, exitOK)
+	r := sagachain(t, nil, "keys", "show", "--home", dir, "--json")
+	r.wantCode(t, exitOK)
+	var got map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	k, err := ledger.LoadKey(filepath.Join(dir, "key.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := p2p.PeerID(k.Bytes())
+	v := ledger.NewGenesisValidator(k, "")
+	if got["address"] != k.Address().Hex() || got["pub_key"] != v.PubKey || got["peer_id"] != id.String() {
+		t.Fatalf("keys show --json: %v", got)
 	}
 }
