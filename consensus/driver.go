@@ -57,6 +57,12 @@ type Driver struct {
 	inbox    chan inbound
 	timeouts chan TimeoutInfo
 	work     <-chan struct{}
+	// seen is the highest height an observer has seen a message for, and
+	// seenPeer who sent it: an observer fetches that height's block once
+	// it is committed, since no later message may come while the network
+	// is idle.
+	seen     uint64
+	seenPeer string
 }
 
 // inbound is a message and the peer it came from.
@@ -113,7 +119,11 @@ func (d *Driver) Run(ctx context.Context) error {
 		case <-d.work:
 			err = d.startIfWork(ctx)
 		case <-poll.C:
-			err = d.startIfWork(ctx)
+			if d.core == nil {
+				err = d.follow(ctx)
+			} else {
+				err = d.startIfWork(ctx)
+			}
 		case <-republish.C:
 			if d.core != nil {
 				for _, m := range d.core.Republish() {
@@ -148,9 +158,25 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 		}
 	}
 	if d.core == nil {
+		if h > d.seen {
+			d.seen, d.seenPeer = h, in.peer
+		}
 		return nil
 	}
 	return d.call(ctx, func() (Ready, error) { return d.core.Step(in.msg) })
+}
+
+// follow has an observer fetch the block of the highest height it has seen
+// messages for, once a peer has committed it.
+func (d *Driver) follow(ctx context.Context) error {
+	head, err := d.host.Head()
+	if err != nil || d.seen <= head {
+		return err
+	}
+	if _, err := d.host.CatchUp(ctx, d.seenPeer, d.seen); err != nil {
+		d.log.Debug("observer catch-up", "target", d.seen, "err", err)
+	}
+	return nil
 }
 
 // height is the height being decided: the core's, or for an observer the

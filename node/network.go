@@ -21,4 +21,6 @@ type Network interface {
 	FetchBlocks(ctx context.Context, peer string, from, to uint64) ([]BlockRecord, error)
 	// Peers returns the validators connected now.
 	Peers() []ledger.Address
+	// PeerIDs returns the peers connected now, as FetchBlocks names them.
+	PeerIDs() []string
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -38,6 +39,13 @@ func freePorts(t testing.TB, n int) []int {
 // static peers, each with its own in-memory ledger.
 func startTestnet(t testing.TB, n int) []*testNode {
 	t.Helper()
+	return startNetworkWith(t, n, nil)
+}
+
+// startNetworkWith runs n validators and, after them, one observer node
+// per key in observers, which the validators admit and the observer dials.
+func startNetworkWith(t testing.TB, n int, observers []*ledger.PrivateKey) []*testNode {
+	t.Helper()
 	user := key(t, 100)
 	var keys []*ledger.PrivateKey
 	g := &ledger.Genesis{ChainID: "test-net", Time: 1, Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
@@ -46,7 +54,15 @@ func startTestnet(t testing.TB, n int) []*testNode {
 		keys = append(keys, k)
 		g.Validators = append(g.Validators, ledger.NewGenesisValidator(k, fmt.Sprintf("node%d", i)))
 	}
-	ports := freePorts(t, n)
+	ports := freePorts(t, n+len(observers))
+	var observerIDs []string
+	for _, k := range observers {
+		id, err := p2p.PeerID(k.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		observerIDs = append(observerIDs, id.String())
+	}
 	var addrs []string
 	for i, k := range keys {
 		id, err := p2p.PeerID(k.Bytes())
@@ -56,8 +72,9 @@ func startTestnet(t testing.TB, n int) []*testNode {
 		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id))
 	}
 	var nodes []*testNode
-	for i, k := range keys {
+	for i, k := range append(keys, observers...) {
 		cfg := config.Default()
+		cfg.P2P.Observers = observerIDs
 		cfg.ChainID = g.ChainID
 		cfg.RPC.Listen = "127.0.0.1:0"
 		cfg.P2P.Listen = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])
@@ -67,8 +84,12 @@ func startTestnet(t testing.TB, n int) []*testNode {
 				cfg.P2P.Peers = append(cfg.P2P.Peers, a)
 			}
 		}
+		var logw io.Writer = io.Discard
+		if i >= n && os.Getenv("SAGACHAIN_TEST_LOG") != "" {
+			logw = os.Stderr
+		}
 		nd, err := New(Options{Config: cfg, Genesis: g, Key: k, InMemory: true,
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			Log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,4 +174,23 @@ func mustBlock(t *testing.T, tn *testNode, h uint64) *ledger.Block {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// An observer that validators admit follows the chain without voting, and
+// its copy verifies from genesis alone.
+func TestObserverFollowsTheChain(t *testing.T) {
+	observer := key(t, 60)
+	nodes := startNetworkWith(t, 4, []*ledger.PrivateKey{observer})
+	id := nodes[0].submit(t, "../testnet/ops/trip.yaml")
+	nodes[0].wait(t, id)
+	obs := nodes[4]
+	if r := obs.wait(t, id); r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("observer sees %s, want completed", r.Saga.Status)
+	}
+	if _, err := ledger.VerifyChain(obs.Genesis(), &storeSource{s: obs.store}); err != nil {
+		t.Fatalf("observer's chain: %v", err)
+	}
+	if obs.isValidator() || obs.driver == nil {
+		t.Fatal("the observer runs as a validator")
+	}
 }

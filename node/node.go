@@ -248,15 +248,36 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 func (n *Node) Head() (uint64, error) { return n.store.Head() }
 
 // CatchUp implements consensus.Host: it fetches the blocks up to target
-// from peer and commits each once its header, entries and certificate
-// check out against this node's own state.
+// from peer, or from any other peer when that one cannot serve them, and
+// commits each once its header, entries and certificate check out against
+// this node's own state.
 func (n *Node) CatchUp(ctx context.Context, peer string, target uint64) (uint64, error) {
+	if n.net == nil {
+		head, err := n.store.Head()
+		if err != nil {
+			return 0, err
+		}
+		return head, errors.New("no network to catch up from")
+	}
+	var errs []error
+	for _, p := range append([]string{peer}, n.net.PeerIDs()...) {
+		head, err := n.catchUpFrom(ctx, p, target)
+		if err == nil || head >= target {
+			return head, nil
+		}
+		errs = append(errs, err)
+	}
 	head, err := n.store.Head()
 	if err != nil {
 		return 0, err
 	}
-	if n.net == nil {
-		return head, errors.New("no network to catch up from")
+	return head, errors.Join(errs...)
+}
+
+func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uint64, error) {
+	head, err := n.store.Head()
+	if err != nil {
+		return 0, err
 	}
 	for head < target {
 		recs, err := n.net.FetchBlocks(ctx, peer, head+1, target)

@@ -232,6 +232,15 @@ func (p *p2pNetwork) Peers() []ledger.Address {
 	return out
 }
 
+// PeerIDs implements Network.
+func (p *p2pNetwork) PeerIDs() []string {
+	var out []string
+	for _, id := range p.host.Peers() {
+		out = append(out, id.String())
+	}
+	return out
+}
+
 func (p *p2pNetwork) publishEntry(e ledger.Entry) {
 	b, err := rlp.EncodeToBytes(&e)
 	if err == nil {
