@@ -25,9 +25,9 @@ import (
 // bound of simulated time.
 
 var (
-	simSeeds   = flag.Int("sim.seeds", 300, "number of seeds each simulator test runs")
+	simSeeds   = flag.Int("sim.seeds", 2000, "number of seeds each simulator test runs")
 	simSeed    = flag.Int64("sim.seed", -1, "run only this simulator seed (to replay a failure)")
-	simHeights = flag.Uint64("sim.heights", 20, "heights each simulated network must decide")
+	simHeights = flag.Uint64("sim.heights", 5, "heights each simulated network must decide")
 )
 
 var (
