@@ -36,12 +36,21 @@ func key(t testing.TB, seed byte) *ledger.PrivateKey {
 // empty) until the test ends.
 func startNode(t testing.TB, home string) *testNode {
 	t.Helper()
+	return startNodeWith(t, home, nil)
+}
+
+// startNodeWith is startNode with a change to the default configuration.
+func startNodeWith(t testing.TB, home string, configure func(*config.Config)) *testNode {
+	t.Helper()
 	val, user := key(t, 1), key(t, 2)
 	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
 		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
 	cfg := config.Default()
 	cfg.ChainID = "test-chain"
 	cfg.RPC.Listen = "127.0.0.1:0"
+	if configure != nil {
+		configure(&cfg)
+	}
 	n, err := New(Options{Home: home, Config: cfg, Genesis: g, Key: val, InMemory: home == "",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
