@@ -122,7 +122,7 @@ func New(opts Options) (*Node, error) {
 	n.metrics = metrics.New(nil)
 	n.signState = &memState{}
 	if !opts.InMemory {
-		n.signState = monitor.FileState(filepath.Join(opts.Home, "consensus-state.bin"))
+		n.signState = monitor.FileState(filepath.Join(opts.Home, DataDir, "consensus-state.bin"))
 	}
 	if n.watch, err = newFailureWatch(n); err != nil {
 		st.Close()

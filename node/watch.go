@@ -41,8 +41,8 @@ func (m *memState) Save(b []byte) error {
 func newFailureWatch(n *Node) (*failureWatch, error) {
 	var ws, outbox monitor.State = &memState{}, &memState{}
 	if !n.opts.InMemory {
-		ws = monitor.FileState(filepath.Join(n.opts.Home, "monitor-state.json"))
-		outbox = monitor.FileState(filepath.Join(n.opts.Home, "alerts-outbox.json"))
+		ws = monitor.FileState(filepath.Join(n.opts.Home, DataDir, "monitor-state.json"))
+		outbox = monitor.FileState(filepath.Join(n.opts.Home, DataDir, "alerts-outbox.json"))
 	}
 	w, err := monitor.NewWatch(n.opts.Config.Monitoring, ws)
 	if err != nil {
