@@ -26,7 +26,7 @@ const devChainID = "sagachain-dev"
 
 func (a *app) newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "dev [--home DIR] [--rpc ADDR] [--fresh]",
+		Use:   "dev [--home DIR] [--rpc ADDR] [--fresh] [--no-demo]",
 		Short: "Run a single-validator network on this machine",
 		Long: `dev runs a one-validator chain on this machine with the builtin functions
 (echo, sleep, fail, noop) and those of the home's config. The first run makes
@@ -37,17 +37,25 @@ chain kept there. --fresh starts a new chain in the same home: it deletes the
 home's data directory and writes a new genesis (same validator, your client
 key among the submitters), and keeps key.hex and config.yaml.
 
+It also runs the travel demo (see sagachain demo travel) on a free port of
+127.0.0.1, with its inventory in the home's demo-travel.json, and hosts its
+functions (airline.reserve, hotel.cancel, payment.charge, ...) besides those
+of the config, which wins where both name a function; --no-demo leaves it
+out. --fresh also resets the demo's inventory.
+
 It prints the RPC and web UI addresses once the node is up, logs to stderr,
 and stops cleanly on Ctrl-C (or SIGTERM).`,
 		Example: `  sagachain dev
   sagachain dev --rpc 127.0.0.1:9000 --fresh
-  sagachain submit testnet/ops/trip.yaml --wait`,
+  sagachain submit testnet/ops/trip.yaml --wait
+  sagachain submit testnet/ops/trip-travel-fails.yaml --wait`,
 		Args: cobra.NoArgs,
 		RunE: a.runE(a.dev),
 	}
 	cmd.Flags().String("home", "", "the home directory (default ~/.sagachain/dev)")
 	cmd.Flags().String("rpc", "", "the RPC address to listen on, host:port (default the config's rpc.listen, 127.0.0.1:8645)")
 	cmd.Flags().Bool("fresh", false, "start a new chain: delete the home's data and write a new genesis")
+	cmd.Flags().Bool("no-demo", false, "do not run the travel demo or host its functions")
 	return cmd
 }
 
@@ -79,6 +87,10 @@ func (a *app) dev(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	noDemo, err := a.flagBool("no-demo")
+	if err != nil {
+		return err
+	}
 	listen, err := a.listenFlag()
 	if err != nil {
 		return err
@@ -105,7 +117,7 @@ func (a *app) dev(cmd *cobra.Command, _ []string) error {
 			return err
 		}
 	}
-	return a.runNode(cmd.Context(), "dev", dir, listen, client.Address())
+	return a.runNode(cmd.Context(), "dev", dir, listen, client.Address(), !noDemo)
 }
 
 // isHome reports whether dir holds a genesis.json.
@@ -118,14 +130,18 @@ func isHome(dir string) (bool, error) {
 }
 
 // freshen starts a new chain in an initialised home: it deletes the data
-// directory and rewrites the genesis with a new time and client among the
-// submitters. The key and config stay.
+// directory and the travel demo's inventory, and rewrites the genesis with a
+// new time and client among the submitters. The key and config stay.
 func (a *app) freshen(dir string, client ledger.Address) error {
 	g, err := ledger.LoadGenesis(filepath.Join(dir, node.GenesisFile))
 	if err != nil {
 		return inputError(err)
 	}
 	if err := os.RemoveAll(filepath.Join(dir, node.DataDir)); err != nil {
+		return fmt.Errorf("--fresh: %w", err)
+	}
+	// The demo's reservations belong to the operations of the old chain.
+	if err := os.Remove(filepath.Join(dir, devDemoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--fresh: %w", err)
 	}
 	g.Time = uint64(time.Now().UnixMilli())
@@ -148,7 +164,7 @@ func (a *app) node(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	return a.runNode(cmd.Context(), "node", dir, listen, ledger.Address{})
+	return a.runNode(cmd.Context(), "node", dir, listen, ledger.Address{}, false)
 }
 
 // listenFlag resolves --rpc of dev and node: the address to listen on, or
@@ -168,8 +184,9 @@ func (a *app) listenFlag() (string, error) {
 // runNode runs the node of home dir until SIGINT or SIGTERM, listening for
 // RPC on listen unless it is empty. what names the command in the banner;
 // client, when set, is checked against the genesis submitters so that a
-// user is told before a submission fails.
-func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledger.Address) error {
+// user is told before a submission fails. withDemo runs the travel demo
+// beside the node and hosts its functions (see startDevDemo).
+func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledger.Address, withDemo bool) error {
 	opts, err := node.LoadHome(dir, a.configPath, flagNames(a.cmd.Root())...)
 	if err != nil {
 		return inputError(err)
@@ -189,6 +206,17 @@ func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledg
 	if client != (ledger.Address{}) && !opts.Genesis.AllowedSubmitter(client) {
 		a.log.Warn("your client key may not submit to this chain: it is not among the genesis submitters; `sagachain dev --fresh` starts a new chain that lists it",
 			"client", client.Hex(), "genesis", filepath.Join(dir, node.GenesisFile))
+	}
+	var demoURL string
+	if withDemo {
+		u, stopDemo, err := a.startDevDemo(dir, &opts.Config)
+		if err != nil {
+			return err
+		}
+		// Deferred before the node runs, so it stops after the node: a
+		// stopping node may still be rolling back through it.
+		defer stopDemo()
+		demoURL = u
 	}
 	n, err := node.New(opts)
 	if err != nil {
@@ -216,6 +244,9 @@ func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledg
 	base := "http://" + n.RPCAddr()
 	fmt.Fprintf(a.stdout, "sagachain %s: chain %s, validator %s, height %d\nRPC: %s\nWeb UI: %s/\n",
 		what, opts.Genesis.ChainID, opts.Key.Address().Hex(), head, base, base)
+	if demoURL != "" {
+		fmt.Fprintf(a.stdout, "Travel demo: %s/\n", demoURL)
+	}
 	if what == "dev" {
 		fmt.Fprintf(a.stdout, "try: sagachain submit testnet/ops/trip.yaml --wait")
 		if base != rpcDefaultURL() {
