@@ -296,9 +296,12 @@ func TestLoadExampleOperations(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
+		// The travel trips call the demo's http functions; the demo's own
+		// tests run them. Every other example runs on builtins alone.
+		travel := strings.HasPrefix(filepath.Base(f), "trip-travel")
 		for _, task := range op.Tasks {
 			for _, fn := range []string{task.Run, task.Rollback} {
-				if _, ok := Builtins()[fn]; fn != "" && !ok {
+				if _, ok := Builtins()[fn]; fn != "" && !ok && !travel {
 					t.Errorf("%s: task %q names %q, not a builtin", f, task.ID, fn)
 				}
 			}
