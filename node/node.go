@@ -55,9 +55,10 @@ type Node struct {
 	driver   *consensus.Driver
 	metrics  *metrics.Metrics
 	watch    *failureWatch
-	// signState holds the consensus core's persisted state in a small file
-	// of its own: a validator syncs it before every vote, and a synced
-	// badger transaction costs ten times a synced small file.
+	// signState holds the consensus core's state persisted before a vote,
+	// in a small file of its own: a synced badger transaction costs ten
+	// times a synced small file. At a commit the state goes into the
+	// block's transaction instead; loading takes the later of the two.
 	signState monitor.State
 
 	net Network
@@ -218,23 +219,9 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 	if !n.isValidator() {
 		return nil, nil
 	}
-	var persisted consensus.PersistedState
-	b, err := n.signState.Load()
+	persisted, err := n.loadConsensusState()
 	if err != nil {
 		return nil, err
-	}
-	if b == nil { // a home from before the state had its own file
-		if b, err = n.store.LastSigned(); errors.Is(err, ledger.ErrNotFound) {
-			b, err = nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if b != nil {
-		if err := persisted.UnmarshalBinary(b); err != nil {
-			return nil, fmt.Errorf("consensus state: %w", err)
-		}
 	}
 	cc := n.opts.Config.Consensus
 	return consensus.NewCore(consensus.Config{
@@ -242,6 +229,49 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
 		TimeoutDelta: cc.TimeoutPropose / 2,
 	}, head+1, persisted, n.app)
+}
+
+// loadConsensusState returns the later of the two places the consensus
+// state is kept: the small file written before each vote, and the store,
+// where a commit writes it in the block's own transaction.
+func (n *Node) loadConsensusState() (consensus.PersistedState, error) {
+	var best consensus.PersistedState
+	fromFile, err := n.signState.Load()
+	if err != nil {
+		return best, err
+	}
+	fromStore, err := n.store.LastSigned()
+	if errors.Is(err, ledger.ErrNotFound) {
+		fromStore, err = nil, nil
+	}
+	if err != nil {
+		return best, err
+	}
+	for _, b := range [][]byte{fromFile, fromStore} {
+		if b == nil {
+			continue
+		}
+		var st consensus.PersistedState
+		if err := st.UnmarshalBinary(b); err != nil {
+			return best, fmt.Errorf("consensus state: %w", err)
+		}
+		if later(st, best) {
+			best = st
+		}
+	}
+	return best, nil
+}
+
+// later reports whether a was persisted after b: states only move forward
+// in (height, round, step).
+func later(a, b consensus.PersistedState) bool {
+	if a.Height != b.Height {
+		return a.Height > b.Height
+	}
+	if a.Round != b.Round {
+		return a.Round > b.Round
+	}
+	return a.Step > b.Step
 }
 
 // Head implements consensus.Host.
@@ -524,14 +554,11 @@ func (n *Node) pruneMempool(head uint64) {
 // CommitBlock implements consensus.Host: it writes the block and then
 // starts what the block released to this node and tells subscribers.
 func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) error {
-	ops, err := n.app.CommitBlock(b, c, nil)
+	// The state goes into the block's own synced transaction: one sync
+	// per block for a lone validator.
+	ops, err := n.app.CommitBlock(b, c, consensusState)
 	if err != nil {
 		return err
-	}
-	if consensusState != nil {
-		if err := n.signState.Save(consensusState); err != nil {
-			return fmt.Errorf("persist consensus state: %w", err)
-		}
 	}
 	n.metrics.BlockCommitted(b.Header.Height, c.Round, len(b.Entries), time.Duration(max(0, n.opts.Now().UnixMilli()-int64(b.Header.Time)))*time.Millisecond)
 	n.metrics.OperationsChanged(ops)

@@ -93,7 +93,35 @@ func (f *failureWatch) observe(b *ledger.Block, ops []*ledger.OpRecord) error {
 	if err := f.notifier.Enqueue(alerts...); err != nil {
 		return err
 	}
+	if len(alerts) == 0 && !failedAt(ops, b.Header.Height) && b.Header.Height%1000 != 0 {
+		// Nothing the watch counts happened: skip the synced write. After
+		// a restart the watch replays from its last save, and blocks
+		// without failures change nothing it would need; saving every
+		// thousandth block bounds that replay.
+		return nil
+	}
 	return f.watch.Save()
+}
+
+// failedAt reports whether any of ops recorded a failure at height.
+func failedAt(ops []*ledger.OpRecord, height uint64) bool {
+	for _, r := range ops {
+		for i := len(r.Events) - 1; i >= 0 && r.Events[i].Height == height; i-- {
+			switch e := r.Events[i]; e.Type {
+			case taskrt.EventTaskFailed, taskrt.EventTaskTimedOut, taskrt.EventTaskRollbackFailed:
+				return true
+			case taskrt.EventTaskAttested:
+				if e.Valid != nil && !*e.Valid {
+					return true
+				}
+			case taskrt.EventFinished:
+				if e.Status == string(taskrt.OpRollbackFailed) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // replay feeds the blocks committed after the watch last saved, so a
