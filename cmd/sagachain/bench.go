@@ -128,15 +128,11 @@ func (a *app) bench(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	c, err := a.dial(ctx)
+	c, head, err := a.dialHead(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	head, err := c.Head(ctx)
-	if err != nil {
-		return a.nodeError(c, "", err)
-	}
 
 	b := &benchRun{a: a, c: c, key: key, chainID: head.ChainID}
 	var results []benchResult

@@ -52,15 +52,11 @@ func (a *app) chainHead(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	c, err := a.dial(ctx)
+	c, h, err := a.dialHead(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	h, err := c.Head(ctx)
-	if err != nil {
-		return a.nodeError(c, "", err)
-	}
 	if asJSON {
 		return a.printJSON(h)
 	}

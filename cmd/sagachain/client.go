@@ -43,6 +43,23 @@ func (a *app) dial(ctx context.Context) (*rpc.Client, error) {
 	return c, nil
 }
 
+// dialHead connects to the node and asks for its head, which every command
+// that writes or reports the chain starts from. The caller closes the
+// client.
+func (a *app) dialHead(ctx context.Context) (*rpc.Client, rpc.HeadInfo, error) {
+	c, err := a.dial(ctx)
+	if err != nil {
+		return nil, rpc.HeadInfo{}, err
+	}
+	head, err := c.Head(ctx)
+	if err != nil {
+		err = a.nodeError(c, "", err)
+		c.Close()
+		return nil, rpc.HeadInfo{}, err
+	}
+	return c, head, nil
+}
+
 // nodeError explains an error of a call to the node about what (an
 // operation file, an id; empty for none): the node's refusal of bad input
 // (exit 2, nothing recorded) as it said it; a node that cannot be reached

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/spf13/cobra"
 	"strings"
 
 	"github.com/sagachain/sagachain/taskrt"
@@ -45,4 +46,18 @@ func inputValue(raw string) (any, error) {
 		return nil, err
 	}
 	return taskrt.NormalizeJSON(v)
+}
+
+// addInputFlag adds --input to a command that loads an operation file.
+func addInputFlag(cmd *cobra.Command) {
+	cmd.Flags().StringArray("input", nil, "set operation input `label=value` (value is JSON if it parses as JSON, else a string); repeatable")
+}
+
+// inputs parses the --input flags of the running command.
+func (a *app) inputs() (map[string]any, error) {
+	pairs, err := a.flagStrings("input")
+	if err != nil {
+		return nil, err
+	}
+	return parseInputs(pairs)
 }

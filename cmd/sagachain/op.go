@@ -221,15 +221,11 @@ func (a *app) opRetry(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	c, err := a.dial(ctx)
+	c, head, err := a.dialHead(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	head, err := c.Head(ctx)
-	if err != nil {
-		return a.nodeError(c, "", err)
-	}
 	r := &ledger.Retry{Operation: id, Nonce: mathrand.Uint64()}
 	if err := r.Sign(key, head.ChainID); err != nil {
 		return err

@@ -39,7 +39,7 @@ Exit codes: 0 completed, 2 bad input (nothing ran), 3 rolled back,
 		Args: oneFile,
 		RunE: a.runE(a.run),
 	}
-	cmd.Flags().StringArray("input", nil, "set operation input `label=value` (value is JSON if it parses as JSON, else a string); repeatable")
+	addInputFlag(cmd)
 	cmd.Flags().Bool("json", false, "print the operation as JSON at the end (what `op get --json` prints) instead of the live log")
 	return cmd
 }
@@ -49,11 +49,7 @@ func (a *app) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	pairs, err := a.flagStrings("input")
-	if err != nil {
-		return err
-	}
-	inputs, err := parseInputs(pairs)
+	inputs, err := a.inputs()
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ rollback_failed, 1 anything else.`,
 		RunE: a.runE(a.submit),
 	}
 	addRPCFlag(cmd)
-	cmd.Flags().StringArray("input", nil, "set operation input `label=value` (value is JSON if it parses as JSON, else a string); repeatable")
+	addInputFlag(cmd)
 	cmd.Flags().Bool("wait", false, "follow the operation to its end; the exit code says how it ended")
 	cmd.Flags().Bool("json", false, `print {"id": ...}, or with --wait only the final operation (what op get --json prints)`)
 	cmd.Flags().String("key", "", "the key to sign with (default ~/.sagachain/client.key)")
@@ -55,11 +55,7 @@ func (a *app) submit(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	pairs, err := a.flagStrings("input")
-	if err != nil {
-		return err
-	}
-	inputs, err := parseInputs(pairs)
+	inputs, err := a.inputs()
 	if err != nil {
 		return err
 	}
@@ -73,15 +69,11 @@ func (a *app) submit(cmd *cobra.Command, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := a.dial(ctx)
+	c, head, err := a.dialHead(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	head, err := c.Head(ctx)
-	if err != nil {
-		return a.nodeError(c, "", err)
-	}
 	e, err := submission(plan.Op, key, head.ChainID)
 	if err != nil {
 		return err
