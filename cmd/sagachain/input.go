@@ -2,8 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/spf13/cobra"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sagachain/sagachain/taskrt"
 )
