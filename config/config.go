@@ -47,6 +47,10 @@ type Config struct {
 type RPCConfig struct {
 	// Listen is the host:port to serve on.
 	Listen string `mapstructure:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the same address,
+	// for profiling a node under load; off by default because a profile
+	// shows the node's memory.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // P2PConfig is the node's peer-to-peer endpoint.

@@ -24,7 +24,7 @@ type Machine struct {
 	limits  taskrt.Limits
 
 	mu    sync.Mutex
-	plans map[Hash]*compiled // a cache: deterministic, so it never changes a result
+	plans map[Hash]*compiled // by file hash; a cache: deterministic, so it never changes a result
 	// sigs holds the hashes of entries whose signatures verified. An
 	// entry's hash covers its signature and everything signed, so the
 	// verdict is a function of the hash: caching it saves the second and
@@ -206,7 +206,7 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := m.compile(r.ID, r.Operation)
+		c, err := m.compile(r.Operation)
 		if err != nil {
 			return nil, err
 		}
@@ -232,14 +232,19 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 
 // Compiled returns the parsed operation and plan of a record.
 func (m *Machine) Compiled(r *OpRecord) (*taskrt.Operation, *taskrt.Plan, error) {
-	c, err := m.compile(r.ID, r.Operation)
+	c, err := m.compile(r.Operation)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c.op, c.plan, nil
 }
 
-func (m *Machine) compile(id Hash, raw []byte) (*compiled, error) {
+// compile returns the compiled form of an operation file. It is keyed by
+// the file's hash, not the operation's id: a service submits the same file
+// again and again with other inputs, and parsing the YAML is the dearest
+// step of applying a submission. The compiled form is read-only.
+func (m *Machine) compile(raw []byte) (*compiled, error) {
+	id := crypto.Keccak256Hash(raw)
 	m.mu.Lock()
 	c, ok := m.plans[id]
 	m.mu.Unlock()
@@ -280,13 +285,24 @@ func (m *Machine) verifyOnce(h Hash, verify func() error) error {
 	if err := verify(); err != nil {
 		return err
 	}
+	m.markVerified(h)
+	return nil
+}
+
+// MarkVerified records that e's signature is valid without recovering it.
+// It is for entries the caller has just signed with its own key: an
+// executor's attestations, whose recovery would cost as much again as the
+// signing did. The hash covers the signature, so a different entry is not
+// vouched for; everything else about e is still checked when it applies.
+func (m *Machine) MarkVerified(e Entry) { m.markVerified(e.Hash()) }
+
+func (m *Machine) markVerified(h Hash) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if len(m.sigs) >= 1<<18 {
 		clear(m.sigs) // bound memory; a miss only costs a recovery
 	}
 	m.sigs[h] = struct{}{}
-	m.mu.Unlock()
-	return nil
 }
 
 // Errors for entries that do not fit the state.
@@ -321,7 +337,7 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
-		c, err := m.compile(id, b.Operation)
+		c, err := m.compile(b.Operation)
 		if err != nil {
 			return nil, fmt.Errorf("operation: %w", err)
 		}
@@ -383,7 +399,7 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err != nil {
 			return nil, fmt.Errorf("operation %s: %w", b.Operation, err)
 		}
-		c, err := m.compile(r.ID, r.Operation)
+		c, err := m.compile(r.Operation)
 		if err != nil {
 			return nil, err
 		}
@@ -483,7 +499,7 @@ func (m *Machine) load(st *Overlay, id Hash, task string) (*OpRecord, *compiled,
 	if err != nil {
 		return nil, nil, nil, 0, fmt.Errorf("operation %s: %w", id, err)
 	}
-	c, err := m.compile(r.ID, r.Operation)
+	c, err := m.compile(r.Operation)
 	if err != nil {
 		return nil, nil, nil, 0, err
 	}

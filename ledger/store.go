@@ -382,10 +382,17 @@ func readOp(txn *badger.Txn, id Hash) (*OpRecord, error) {
 	return r, nil
 }
 
-// encodeOpRecord encodes r as JSON without HTML escaping, so that the raw
-// operation file inside keeps its bytes (it is only compacted).
+// encodeOpRecord encodes r as the stored value: a header of what the
+// record's index keys derive from (its submission height, 8 bytes, and its
+// status, a length byte and the string), then r as JSON without HTML
+// escaping, so that the raw operation file inside keeps its bytes (it is
+// only compacted). The header lets putOp move the old index keys without
+// decoding the old record.
 func encodeOpRecord(r *OpRecord) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Write(binary.BigEndian.AppendUint64(nil, r.Height))
+	buf.WriteByte(byte(len(r.Saga.Status)))
+	buf.WriteString(string(r.Saga.Status))
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(r); err != nil {
@@ -394,13 +401,26 @@ func encodeOpRecord(r *OpRecord) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
+// opHeader splits a stored record into its header fields and its JSON.
+func opHeader(v []byte) (height uint64, status taskrt.OpStatus, body []byte, err error) {
+	if len(v) < 9 || len(v) < 9+int(v[8]) {
+		return 0, "", nil, fmt.Errorf("stored record has %d bytes, too short for its header", len(v))
+	}
+	n := 9 + int(v[8])
+	return binary.BigEndian.Uint64(v), taskrt.OpStatus(v[9:n]), v[n:], nil
+}
+
 // decodeOpRecord decodes a stored record. Task outputs go back through
 // taskrt.NormalizeObject so that their numbers come back as the int64 and
 // float64 the saga kernel made them, not as the float64 plain JSON decoding
 // would give: a rule comparing an output must judge the same whether the
 // record came from memory or from disk.
 func decodeOpRecord(v []byte) (*OpRecord, error) {
-	dec := json.NewDecoder(bytes.NewReader(v))
+	_, _, body, err := opHeader(v)
+	if err != nil {
+		return nil, fmt.Errorf("decode record: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	r := new(OpRecord)
 	if err := dec.Decode(r); err != nil {
@@ -645,14 +665,6 @@ func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
 	return txn.Set(k, v)
 }
 
-// storedStatus is the part of a stored record its index keys derive from.
-type storedStatus struct {
-	Height uint64 `json:"submitted_height"`
-	Saga   struct {
-		Status taskrt.OpStatus `json:"status"`
-	} `json:"saga"`
-}
-
 // putOp writes one operation record and moves it between the status and
 // active indexes.
 func putOp(txn *badger.Txn, r *OpRecord) error {
@@ -667,15 +679,15 @@ func putOp(txn *badger.Txn, r *OpRecord) error {
 	old, err := getCopy(txn, k)
 	switch {
 	case err == nil:
-		var prev storedStatus
-		if err := json.Unmarshal(old, &prev); err != nil {
-			return fmt.Errorf("operation %s: decode stored record: %w", r.ID.Hex(), err)
-		}
-		if err := txn.Delete(heightIDKey(statusPrefix(prev.Saga.Status), prev.Height, r.ID)); err != nil {
+		height, status, _, err := opHeader(old)
+		if err != nil {
 			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
 		}
-		if prev.Height != r.Height {
-			if err := txn.Delete(heightIDKey([]byte{prefixOpByHeight}, prev.Height, r.ID)); err != nil {
+		if err := txn.Delete(heightIDKey(statusPrefix(status), height, r.ID)); err != nil {
+			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+		}
+		if height != r.Height {
+			if err := txn.Delete(heightIDKey([]byte{prefixOpByHeight}, height, r.ID)); err != nil {
 				return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
 			}
 		}

@@ -168,6 +168,7 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 		}
 		e, err := ledger.NewEntry(kind, a)
 		if err == nil {
+			x.machine.MarkVerified(e)
 			err = x.submit(e)
 		}
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -357,6 +358,13 @@ func (n *Node) serveRPC() (*rpcServer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", n.metrics.Handler())
+	if n.opts.Config.RPC.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", h)
 	l, err := net.Listen("tcp", n.opts.Config.RPC.Listen)
 	if err != nil {
