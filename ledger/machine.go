@@ -24,7 +24,11 @@ type Machine struct {
 	limits  taskrt.Limits
 
 	mu    sync.Mutex
-	plans map[Hash]*compiled // by file hash; a cache: deterministic, so it never changes a result
+	// plans and files cache compiled operations by operation id and by
+	// file hash; compiling is deterministic, so a cache never changes a
+	// result.
+	plans map[Hash]*compiled
+	files map[Hash]*compiled
 	// sigs holds the hashes of entries whose signatures verified. An
 	// entry's hash covers its signature and everything signed, so the
 	// verdict is a function of the hash: caching it saves the second and
@@ -49,7 +53,7 @@ func NewMachine(g *Genesis) (*Machine, error) {
 		return nil, err
 	}
 	limits := taskrt.Limits{MaxTasks: g.Params.MaxTasks, MaxFileBytes: g.Params.MaxOperationBytes, MaxOutputBytes: g.Params.MaxOutputBytes}
-	return &Machine{genesis: g, vals: vals, limits: limits, plans: make(map[Hash]*compiled), sigs: make(map[Hash]struct{})}, nil
+	return &Machine{genesis: g, vals: vals, limits: limits, plans: make(map[Hash]*compiled), files: make(map[Hash]*compiled), sigs: make(map[Hash]struct{})}, nil
 }
 
 // Genesis returns the chain's genesis.
@@ -206,7 +210,7 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := m.compile(r.Operation)
+		c, err := m.compile(r.ID, r.Operation)
 		if err != nil {
 			return nil, err
 		}
@@ -232,44 +236,54 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 
 // Compiled returns the parsed operation and plan of a record.
 func (m *Machine) Compiled(r *OpRecord) (*taskrt.Operation, *taskrt.Plan, error) {
-	c, err := m.compile(r.Operation)
+	c, err := m.compile(r.ID, r.Operation)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c.op, c.plan, nil
 }
 
-// compile returns the compiled form of an operation file. It is keyed by
-// the file's hash, not the operation's id: a service submits the same file
-// again and again with other inputs, and parsing the YAML is the dearest
-// step of applying a submission. The compiled form is read-only.
-func (m *Machine) compile(raw []byte) (*compiled, error) {
-	id := crypto.Keccak256Hash(raw)
+// compile returns the compiled form of operation id, whose file is raw.
+// Besides the cache by operation, a second one is keyed by the file's hash:
+// a service submits the same file again and again with other inputs, and
+// parsing the YAML is the dearest step of applying a submission. The
+// compiled form is read-only, so operations can share it.
+func (m *Machine) compile(id Hash, raw []byte) (*compiled, error) {
 	m.mu.Lock()
 	c, ok := m.plans[id]
 	m.mu.Unlock()
 	if ok {
 		return c, nil
 	}
-	op, err := taskrt.Load(raw, nil, m.limits)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := taskrt.NewPlan(op)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := taskrt.CompileRules(op)
-	if err != nil {
-		return nil, err
-	}
-	c = &compiled{op: op, plan: plan, rules: rules}
+	fh := crypto.Keccak256Hash(raw)
 	m.mu.Lock()
+	c, ok = m.files[fh]
+	m.mu.Unlock()
+	if !ok {
+		op, err := taskrt.Load(raw, nil, m.limits)
+		if err != nil {
+			return nil, err
+		}
+		plan, err := taskrt.NewPlan(op)
+		if err != nil {
+			return nil, err
+		}
+		rules, err := taskrt.CompileRules(op)
+		if err != nil {
+			return nil, err
+		}
+		c = &compiled{op: op, plan: plan, rules: rules}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if len(m.plans) > 100_000 {
 		clear(m.plans) // bound memory; everything is recomputable
 	}
+	if len(m.files) > 10_000 {
+		clear(m.files)
+	}
 	m.plans[id] = c
-	m.mu.Unlock()
+	m.files[fh] = c
 	return c, nil
 }
 
@@ -337,7 +351,7 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
-		c, err := m.compile(b.Operation)
+		c, err := m.compile(id, b.Operation)
 		if err != nil {
 			return nil, fmt.Errorf("operation: %w", err)
 		}
@@ -399,7 +413,7 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err != nil {
 			return nil, fmt.Errorf("operation %s: %w", b.Operation, err)
 		}
-		c, err := m.compile(r.Operation)
+		c, err := m.compile(r.ID, r.Operation)
 		if err != nil {
 			return nil, err
 		}
@@ -499,7 +513,7 @@ func (m *Machine) load(st *Overlay, id Hash, task string) (*OpRecord, *compiled,
 	if err != nil {
 		return nil, nil, nil, 0, fmt.Errorf("operation %s: %w", id, err)
 	}
-	c, err := m.compile(r.Operation)
+	c, err := m.compile(r.ID, r.Operation)
 	if err != nil {
 		return nil, nil, nil, 0, err
 	}

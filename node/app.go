@@ -30,6 +30,8 @@ type App struct {
 type applied struct {
 	overlay *ledger.Overlay
 	results *ledger.Applied
+	// block is the block ProposeBlock built, for the blocks it built.
+	block *ledger.Block
 }
 
 // NewApp returns the application over a store.
@@ -142,7 +144,7 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 	// The proposer already applied its block while building it; the
 	// header checks in ValidateBlock still run when consensus asks.
 	a.mu.Lock()
-	a.built[b.Hash()] = &applied{overlay: ov, results: res}
+	a.built[b.Hash()] = &applied{overlay: ov, results: res, block: b}
 	a.mu.Unlock()
 	return b, nil
 }
@@ -157,6 +159,19 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	_, done := a.checked[hash]
 	a.mu.Unlock()
 	if done {
+		return nil
+	}
+	a.mu.Lock()
+	ap := a.built[hash]
+	a.mu.Unlock()
+	if ap != nil && ap.block == b {
+		// This node built this very block (the same pointer, not only the
+		// same header, which a peer could pair with other entries) from
+		// checked entries, and applied it while building: checking its
+		// header and entries again would only repeat that work.
+		a.mu.Lock()
+		a.checked[hash] = ap
+		a.mu.Unlock()
 		return nil
 	}
 	p, err := a.Parent()
@@ -175,9 +190,6 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	if len(b.Entries) > a.params.MaxBlockEntries {
 		return fmt.Errorf("block %d: %d entries, over the limit of %d", b.Header.Height, len(b.Entries), a.params.MaxBlockEntries)
 	}
-	a.mu.Lock()
-	ap := a.built[hash]
-	a.mu.Unlock()
 	if ap == nil {
 		ov := ledger.NewOverlay(a.store)
 		res, err := a.machine.ApplyEntries(ov, ledger.Context{Height: b.Header.Height, Time: b.Header.Time}, b.Entries)

@@ -157,7 +157,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second}, n.log)
-	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queue, n.log)
+	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queueOwn, n.log)
 	n.executor.finished = n.metrics.TaskFinished
 	defer n.executor.Wait()
 	counts, err := statusCounts(n.badger)
@@ -513,6 +513,18 @@ func (n *Node) queue(e ledger.Entry) error {
 	if err := n.check(e); err != nil {
 		return rpc.InvalidInput(err)
 	}
+	return n.admit(e)
+}
+
+// queueOwn queues an attestation of this node's executor without checking
+// it against the state: the executor built it from committed state and
+// signed it itself, and the check would cost as much as applying it. One
+// that the state has moved past (a timeout came first) fails when proposed
+// and is pruned like any entry that does not fit.
+func (n *Node) queueOwn(e ledger.Entry) error { return n.admit(e) }
+
+// admit adds a checked entry to the mempool and gossips it.
+func (n *Node) admit(e ledger.Entry) error {
 	head, err := n.store.Head()
 	if err != nil {
 		return err
