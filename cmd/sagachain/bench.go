@@ -266,34 +266,35 @@ func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Opera
 
 // one submits an entry and waits for the operation's final status. The
 // node answers sc_submit once a block holds the entry; then the operation
-// is followed over a WebSocket subscription, which pushes its view after
-// every block that changes it. Polling sc_operation every 2ms instead was
-// measured against `sagachain dev` (100 ops per level): the same at
-// concurrency 1, but at 16 and 64 the polls compete with the node's own
-// work, so the subscription gave 2-5x the ops/s and a third to a fifth of
-// the p50 latency.
+// is followed over a WebSocket subscription to its status, which the node
+// pushes after every block that changes it. Polling sc_operation every 2ms
+// instead was measured against `sagachain dev` (100 ops per level): the
+// same at concurrency 1, but at 16 and 64 the polls compete with the
+// node's own work, so the subscription gave 2-5x the ops/s and a third to
+// a fifth of the p50 latency. Following whole views (operationEvents, as
+// submit --wait does) cost the node a tenth of its CPU at concurrency 64.
 func (b *benchRun) one(ctx context.Context, e ledger.Entry) (taskrt.OpStatus, error) {
 	res, err := b.c.Submit(ctx, e)
 	if err != nil {
 		return "", b.a.nodeError(b.c, "", err)
 	}
-	views := make(chan taskrt.OperationView, 8)
-	sub, err := b.c.SubscribeOperation(ctx, *res.ID, views)
+	statuses := make(chan rpc.OperationStatus, 8)
+	sub, err := b.c.SubscribeOperationStatus(ctx, *res.ID, statuses)
 	if err != nil {
 		return "", b.a.nodeError(b.c, "", err)
 	}
 	defer sub.Unsubscribe()
 	for {
 		select {
-		case v := <-views:
-			if v.Status.Final() {
-				return v.Status, nil
+		case s := <-statuses:
+			if s.Status.Final() {
+				return s.Status, nil
 			}
 		case err := <-sub.Err():
-			// The final view, if any, is in views already.
-			for len(views) > 0 {
-				if v := <-views; v.Status.Final() {
-					return v.Status, nil
+			// The final status, if any, is in statuses already.
+			for len(statuses) > 0 {
+				if s := <-statuses; s.Status.Final() {
+					return s.Status, nil
 				}
 			}
 			if err == nil {

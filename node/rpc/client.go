@@ -240,6 +240,14 @@ func (c *Client) SubscribeOperation(ctx context.Context, id ledger.Hash, ch chan
 	return subscribe(ctx, c, ch, func(v taskrt.OperationView) bool { return v.Status.Final() }, "operationEvents", id)
 }
 
+// SubscribeOperationStatus sends the operation's status on ch at once (if
+// a block has recorded it yet) and after every block that changes it, and
+// ends the subscription after a final status, as SubscribeOperation does
+// with whole views.
+func (c *Client) SubscribeOperationStatus(ctx context.Context, id ledger.Hash, ch chan<- OperationStatus) (*Subscription, error) {
+	return subscribe(ctx, c, ch, func(s OperationStatus) bool { return s.Status.Final() }, "operationStatus", id)
+}
+
 // SubscribeBlocks sends a summary of every block committed from now on on
 // ch until Unsubscribe. It needs a WebSocket (see Dial).
 func (c *Client) SubscribeBlocks(ctx context.Context, ch chan<- BlockSummary) (*Subscription, error) {

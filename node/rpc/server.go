@@ -459,6 +459,42 @@ func summarize(ev CommitEvent) BlockSummary {
 // whole history, and only the newest is sent when several blocks changed
 // the operation while the previous view was being written.
 func (api *API) OperationEvents(ctx context.Context, id common.Hash) (*gethrpc.Subscription, error) {
+	return api.followOperation(ctx, id, nil, func(r *ledger.OpRecord) (any, bool, error) {
+		v, err := api.b.Machine().View(r)
+		if err != nil {
+			return nil, false, err
+		}
+		return v, v.Status.Final(), nil
+	})
+}
+
+// OperationStatus is the operationStatus subscription: an OperationStatus
+// at once, if a block has recorded the operation, and again after every
+// committed block that changes the operation's status, ending after a
+// final one. It is operationEvents for a client that waits for the outcome
+// and needs no view: a few bytes per change, where a view carries every
+// task and event.
+func (api *API) OperationStatus(ctx context.Context, id common.Hash) (*gethrpc.Subscription, error) {
+	statusChanged := func(last, r *ledger.OpRecord) bool { return last.Saga.Status != r.Saga.Status }
+	return api.followOperation(ctx, id, statusChanged, func(r *ledger.OpRecord) (any, bool, error) {
+		st := OperationStatus{ID: r.ID, Status: r.Saga.Status, Height: r.Height}
+		if len(r.Events) > 0 {
+			st.Height = r.Events[len(r.Events)-1].Height
+		}
+		return st, r.Saga.Status.Final(), nil
+	})
+}
+
+// followOperation runs a subscription to operation id: render turns a
+// committed record into the value to send and says whether it is the last
+// one. The first value goes out at once if a block has recorded the
+// operation; after that, one goes out for each committed block that
+// changes the record, unless changed (nil for always) says that nothing
+// the subscriber wants changed since the last record sent. An id no block
+// has recorded yet is accepted while its submission waits in the mempool
+// (so a client may subscribe right after submitting), and refused as not
+// found otherwise (see PendingChecker).
+func (api *API) followOperation(ctx context.Context, id common.Hash, changed func(last, r *ledger.OpRecord) bool, render func(*ledger.OpRecord) (v any, final bool, err error)) (*gethrpc.Subscription, error) {
 	n, ok := gethrpc.NotifierFromContext(ctx)
 	if !ok {
 		return nil, gethrpc.ErrNotificationsUnsupported
@@ -467,7 +503,7 @@ func (api *API) OperationEvents(ctx context.Context, id common.Hash) (*gethrpc.S
 		mu     sync.Mutex
 		latest *ledger.OpRecord
 	)
-	changed := make(chan struct{}, 1)
+	wake := make(chan struct{}, 1)
 	// Follow the commits before reading the store, so that no block
 	// committed in between goes unseen.
 	stop, done := api.follow(func(ev CommitEvent) bool {
@@ -477,7 +513,7 @@ func (api *API) OperationEvents(ctx context.Context, id common.Hash) (*gethrpc.S
 				latest = r
 				mu.Unlock()
 				select {
-				case changed <- struct{}{}:
+				case wake <- struct{}{}:
 				default:
 				}
 			}
@@ -495,24 +531,24 @@ func (api *API) OperationEvents(ctx context.Context, id common.Hash) (*gethrpc.S
 		// Every change to an operation adds to its history, so the number
 		// of events orders its records: a record received from a block
 		// committed before the initial read is not sent after it.
-		sent := -1
-		send := func(r *ledger.OpRecord) (final bool) {
-			if len(r.Events) <= sent {
+		var last *ledger.OpRecord
+		send := func(r *ledger.OpRecord) (end bool) {
+			if last != nil && (len(r.Events) <= len(last.Events) || changed != nil && !changed(last, r)) {
 				return false
 			}
-			v, err := api.b.Machine().View(r)
+			v, final, err := render(r)
 			if err != nil || n.Notify(rpcSub.ID, v) != nil {
 				return true // cannot render or write: end the subscription
 			}
-			sent = len(r.Events)
-			return v.Status.Final()
+			last = r
+			return final
 		}
 		if initial != nil && send(initial) {
 			return
 		}
 		for {
 			select {
-			case <-changed:
+			case <-wake:
 				mu.Lock()
 				r := latest
 				mu.Unlock()

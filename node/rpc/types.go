@@ -5,6 +5,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/sagachain/sagachain/taskrt"
 )
 
 // Error codes of the sc API. Server-defined codes stay inside JSON-RPC's
@@ -123,6 +124,15 @@ type HeadInfo struct {
 	Validators int    `json:"validators"`
 	// Mempool is the number of entries this node has queued.
 	Mempool int `json:"mempool"`
+}
+
+// OperationStatus is an operation's status as the operationStatus
+// subscription sends it.
+type OperationStatus struct {
+	ID     common.Hash     `json:"id"`
+	Status taskrt.OpStatus `json:"status"`
+	// Height is the height of the block that last changed the operation.
+	Height uint64 `json:"height"`
 }
 
 // BlockSummary is one committed block as the newBlocks subscription sends
