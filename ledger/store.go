@@ -566,6 +566,9 @@ type BlockWrite struct {
 	// LastSigned, when non-nil, replaces the last-signed record in the same
 	// write, so a validator that commits and moves on syncs once.
 	LastSigned []byte
+	// EntryHashes, when non-nil, are the hashes of the block's entries in
+	// order, as EntryHashes gives them, for a caller that has them already.
+	EntryHashes []Hash
 }
 
 // SaveBlock implements Store: everything goes into one badger transaction,
@@ -617,8 +620,15 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 				return err
 			}
 		}
-		for i, e := range b.Entries {
-			if err := indexEntry(txn, e.Hash(), h, i); err != nil {
+		hashes := w.EntryHashes
+		if hashes == nil {
+			hashes = EntryHashes(b.Entries)
+		}
+		if len(hashes) != len(b.Entries) {
+			return fmt.Errorf("%d entry hashes for %d entries", len(hashes), len(b.Entries))
+		}
+		for i, eh := range hashes {
+			if err := indexEntry(txn, eh, h, i); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
 			}
 		}

@@ -164,11 +164,10 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	a.mu.Lock()
 	ap := a.built[hash]
 	a.mu.Unlock()
-	if ap != nil && ap.block == b {
-		// This node built this very block (the same pointer, not only the
-		// same header, which a peer could pair with other entries) from
-		// checked entries, and applied it while building: checking its
-		// header and entries again would only repeat that work.
+	if ap != nil && builtHere(ap.block, b) {
+		// This node built this very block from entries it checked, and
+		// applied it while building: checking its header and entries again
+		// would only repeat that work.
 		a.mu.Lock()
 		a.checked[hash] = ap
 		a.mu.Unlock()
@@ -204,15 +203,27 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	return nil
 }
 
+// builtHere reports whether b is the block built, or a copy of it that
+// shares its entries (consensus keeps proposals by value). The header hash
+// is not enough: a peer could pair this node's signed header with other
+// entries, and only checking the entries root would catch that.
+func builtHere(built, b *ledger.Block) bool {
+	if built == nil || built.Hash() != b.Hash() || len(built.Entries) != len(b.Entries) {
+		return false
+	}
+	return len(b.Entries) == 0 || &built.Entries[0] == &b.Entries[0]
+}
+
 // ErrNotValidated reports a commit of a block the app never validated.
 var ErrNotValidated = errors.New("block was not validated")
 
 // CommitBlock writes a decided block, its certificate, the state it
 // produces and, when not nil, the consensus state in one synced
-// transaction, and returns the changed operations.
-func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) ([]*ledger.OpRecord, error) {
+// transaction, and returns the changed operations and the hashes of the
+// block's entries.
+func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) ([]*ledger.OpRecord, []ledger.Hash, error) {
 	if err := a.ValidateBlock(b); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.mu.Lock()
 	ap := a.checked[b.Hash()]
@@ -220,17 +231,15 @@ func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []by
 	clear(a.built)
 	a.mu.Unlock()
 	if ap == nil {
-		return nil, ErrNotValidated
+		return nil, nil, ErrNotValidated
 	}
 	ops, hosts := ap.overlay.Changes()
-	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState}
+	hashes := ledger.EntryHashes(b.Entries)
+	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState,
+		EntryHashes: hashes}
 	if err := a.store.SaveBlock(w); err != nil {
-		return nil, fmt.Errorf("commit block %d: %w", b.Header.Height, err)
-	}
-	hashes := make([]ledger.Hash, len(b.Entries))
-	for i, e := range b.Entries {
-		hashes[i] = e.Hash()
+		return nil, nil, fmt.Errorf("commit block %d: %w", b.Header.Height, err)
 	}
 	a.mempool.Remove(hashes...)
-	return ops, nil
+	return ops, hashes, nil
 }

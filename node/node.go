@@ -576,7 +576,7 @@ func (n *Node) pruneMempool(head uint64) {
 func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) error {
 	// The state goes into the block's own synced transaction: one sync
 	// per block for a lone validator.
-	ops, err := n.app.CommitBlock(b, c, consensusState)
+	ops, hashes, err := n.app.CommitBlock(b, c, consensusState)
 	if err != nil {
 		return err
 	}
@@ -589,11 +589,11 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	n.executor.Consider(ops)
 	n.pruneMempool(b.Header.Height)
 	n.mu.Lock()
-	for _, e := range b.Entries {
-		for _, w := range n.waiters[e.Hash()] {
+	for _, h := range hashes {
+		for _, w := range n.waiters[h] {
 			close(w)
 		}
-		delete(n.waiters, e.Hash())
+		delete(n.waiters, h)
 	}
 	n.mu.Unlock()
 	n.feed.Send(rpc.CommitEvent{Block: b, Ops: ops})
