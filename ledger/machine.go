@@ -23,7 +23,7 @@ type Machine struct {
 	vals    *ValidatorSet
 	limits  taskrt.Limits
 
-	mu    sync.Mutex
+	mu sync.Mutex
 	// plans and files cache compiled operations by operation id and by
 	// file hash; compiling is deterministic, so a cache never changes a
 	// result.
