@@ -686,11 +686,19 @@ func putOp(txn *badger.Txn, r *OpRecord) error {
 		return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
 	}
 	k := hashKey(prefixOp, r.ID)
-	old, err := getCopy(txn, k)
+	item, err := txn.Get(k)
 	switch {
 	case err == nil:
-		height, status, _, err := opHeader(old)
-		if err != nil {
+		// Only the header is needed: no copy of the whole old record.
+		var (
+			height uint64
+			status taskrt.OpStatus
+		)
+		if err := item.Value(func(v []byte) error {
+			var err error
+			height, status, _, err = opHeader(v)
+			return err
+		}); err != nil {
 			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
 		}
 		if err := txn.Delete(heightIDKey(statusPrefix(status), height, r.ID)); err != nil {
@@ -701,7 +709,7 @@ func putOp(txn *badger.Txn, r *OpRecord) error {
 				return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
 			}
 		}
-	case !errors.Is(err, ErrNotFound):
+	case !errors.Is(err, badger.ErrKeyNotFound):
 		return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
 	}
 	active := hashKey(prefixActive, r.ID)
