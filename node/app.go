@@ -24,6 +24,9 @@ type App struct {
 	mu      sync.Mutex
 	checked map[ledger.Hash]*applied // blocks validated, by hash, until commit
 	built   map[ledger.Hash]*applied // blocks this node built, by hash, until commit
+	// parent is the head as Parent last read it: reading it means decoding
+	// the whole head block, and consensus asks several times per height.
+	parent ledger.Parent
 }
 
 // applied is a block's effect, kept between validation and commit.
@@ -49,6 +52,12 @@ func (a *App) Parent() (ledger.Parent, error) {
 	if head == 0 {
 		return ledger.GenesisParent(a.machine.Genesis()), nil
 	}
+	a.mu.Lock()
+	p := a.parent
+	a.mu.Unlock()
+	if p.Height == head {
+		return p, nil // a committed block never changes
+	}
 	b, err := a.store.Block(head)
 	if err != nil {
 		return ledger.Parent{}, err
@@ -57,7 +66,11 @@ func (a *App) Parent() (ledger.Parent, error) {
 	if err != nil {
 		return ledger.Parent{}, err
 	}
-	return ledger.Parent{Height: head, Hash: b.Hash(), Time: b.Header.Time, Results: res}, nil
+	p = ledger.Parent{Height: head, Hash: b.Hash(), Time: b.Header.Time, Results: res}
+	a.mu.Lock()
+	a.parent = p
+	a.mu.Unlock()
+	return p, nil
 }
 
 // blockTime is the time of a new block on top of p: the local clock, but
