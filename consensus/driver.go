@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/sagachain/sagachain/ledger"
@@ -26,7 +27,9 @@ type Host interface {
 	Evidence(ev ledger.Evidence)
 	// CatchUp fetches and commits, verifying as it goes, the blocks up to
 	// height target from the peer that showed it is there, and returns the
-	// new head. A message of height h proves block h-1 is committed.
+	// new head. A message of height h proves block h-1 is committed. With
+	// peer "" and target AnyHeight it asks the connected peers for
+	// whatever they have past the head, and finding nothing is no error.
 	CatchUp(ctx context.Context, peer string, target uint64) (uint64, error)
 	// NewCore returns a core for the height after head, resumed from the
 	// persisted consensus state; nil for an observer, which only follows.
@@ -42,7 +45,15 @@ type DriverConfig struct {
 	// Poll is how often an idle driver asks whether there is work, so that
 	// a deadline passing with nothing else waiting still gets its block.
 	Poll time.Duration
+	// Probe is how often an idle driver asks its peers for blocks past its
+	// head. Messages of a later height start a catch-up too, but an idle
+	// network sends none, so a validator restarted behind it would wait
+	// for the next operation to learn that it is behind.
+	Probe time.Duration
 }
+
+// AnyHeight is the CatchUp target of a probe: as far as the peers have.
+const AnyHeight = math.MaxUint64
 
 // Driver owns a Core and does its I/O: it feeds it messages and timeouts,
 // persists its state before anything it signed leaves the process, commits
@@ -80,6 +91,9 @@ func NewDriver(core *Core, host Host, work <-chan struct{}, cfg DriverConfig, lo
 	if cfg.Poll <= 0 {
 		cfg.Poll = 200 * time.Millisecond
 	}
+	if cfg.Probe <= 0 {
+		cfg.Probe = 2 * time.Second
+	}
 	return &Driver{core: core, host: host, cfg: cfg, log: log, inbox: make(chan inbound, 4096),
 		timeouts: make(chan TimeoutInfo, 64), work: work}
 }
@@ -99,6 +113,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	defer republish.Stop()
 	poll := time.NewTicker(d.cfg.Poll)
 	defer poll.Stop()
+	probe := time.NewTicker(d.cfg.Probe)
+	defer probe.Stop()
 	// A core restarted mid-height resumes its round and re-sends its votes.
 	if d.core != nil && d.core.Status().Step != StepNewHeight {
 		if err := d.call(ctx, d.core.Start); err != nil {
@@ -124,6 +140,10 @@ func (d *Driver) Run(ctx context.Context) error {
 			} else {
 				err = d.startIfWork(ctx)
 			}
+		case <-probe.C:
+			if d.core == nil || !d.core.Status().Started {
+				err = d.catchUp(ctx, "", AnyHeight)
+			}
 		case <-republish.C:
 			if d.core != nil {
 				for _, m := range d.core.Republish() {
@@ -146,15 +166,8 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 		return err
 	}
 	if h > height {
-		head, err := d.host.CatchUp(ctx, in.peer, h-1)
-		if err != nil {
-			d.log.Debug("catch-up failed", "peer", in.peer, "target", h-1, "err", err)
-			return nil // another message, or re-publishing, will retry
-		}
-		if head+1 != height {
-			if d.core, err = d.host.NewCore(head); err != nil {
-				return err
-			}
+		if err := d.catchUp(ctx, in.peer, h-1); err != nil {
+			return err
 		}
 	}
 	if d.core == nil {
@@ -164,6 +177,27 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 		return nil
 	}
 	return d.call(ctx, func() (Ready, error) { return d.core.Step(in.msg) })
+}
+
+// catchUp has the host fetch blocks up to target from peer and moves the
+// core to the height after the new head. Only a failure to make the new
+// core is returned: a failed fetch is retried by another message, by
+// re-publishing or by the next probe.
+func (d *Driver) catchUp(ctx context.Context, peer string, target uint64) error {
+	height, err := d.height()
+	if err != nil {
+		return err
+	}
+	head, err := d.host.CatchUp(ctx, peer, target)
+	if err != nil {
+		d.log.Debug("catch-up failed", "peer", peer, "target", target, "err", err)
+	}
+	if d.core != nil && head+1 > height { // a head never moves back
+		if d.core, err = d.host.NewCore(head); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // follow has an observer fetch the block of the highest height it has seen

@@ -17,7 +17,8 @@ type BlockRecord struct {
 // consensus messages, block sync, and who is connected. A one-validator
 // node has none.
 type Network interface {
-	// FetchBlocks asks peer for the committed blocks from..to.
+	// FetchBlocks asks peer for the committed blocks from..to; a peer
+	// that has none of them gives none and no error.
 	FetchBlocks(ctx context.Context, peer string, from, to uint64) ([]BlockRecord, error)
 	// Peers returns the validators connected now.
 	Peers() []ledger.Address

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,6 +49,20 @@ func startTestnet(t testing.TB, n int) []*testNode {
 // per key in observers, which the validators admit and the observer dials.
 func startNetworkWith(t testing.TB, n int, observers []*ledger.PrivateKey) []*testNode {
 	t.Helper()
+	nodes := newNetwork(t, n, observers, nil)
+	for _, tn := range nodes {
+		tn.launch()
+	}
+	for _, tn := range nodes {
+		tn.ready(t)
+	}
+	return nodes
+}
+
+// newNetwork makes the nodes of startNetworkWith without starting them;
+// configure, when not nil, changes node i's configuration.
+func newNetwork(t testing.TB, n int, observers []*ledger.PrivateKey, configure func(i int, c *config.Config)) []*testNode {
+	t.Helper()
 	user := key(t, 100)
 	var keys []*ledger.PrivateKey
 	g := &ledger.Genesis{ChainID: "test-net", Time: 1, Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
@@ -84,8 +101,12 @@ func startNetworkWith(t testing.TB, n int, observers []*ledger.PrivateKey) []*te
 				cfg.P2P.Peers = append(cfg.P2P.Peers, a)
 			}
 		}
+		if configure != nil {
+			configure(i, &cfg)
+		}
 		var logw io.Writer = io.Discard
-		if i >= n && os.Getenv("SAGACHAIN_TEST_LOG") != "" {
+		// SAGACHAIN_TEST_LOG=1 shows the observers' logs, =all every node's.
+		if (i >= n || os.Getenv("SAGACHAIN_TEST_LOG") == "all") && os.Getenv("SAGACHAIN_TEST_LOG") != "" {
 			logw = os.Stderr
 		}
 		nd, err := New(Options{Config: cfg, Genesis: g, Key: k, InMemory: true,
@@ -95,20 +116,98 @@ func startNetworkWith(t testing.TB, n int, observers []*ledger.PrivateKey) []*te
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		tn := &testNode{Node: nd, user: user, cancel: cancel, done: make(chan error, 1)}
-		go func() { tn.done <- nd.Run(ctx) }()
+		tn.launch = func() { go func() { tn.done <- nd.Run(ctx) }() }
 		t.Cleanup(tn.stop)
 		nodes = append(nodes, tn)
 	}
-	for _, tn := range nodes {
-		select {
-		case <-tn.Ready():
-		case err := <-tn.done:
-			t.Fatalf("node stopped: %v", err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("node did not start")
+	return nodes
+}
+
+// ready waits until a launched node serves.
+func (tn *testNode) ready(t testing.TB) {
+	t.Helper()
+	select {
+	case <-tn.Ready():
+	case err := <-tn.done:
+		t.Fatalf("node stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not start")
+	}
+}
+
+// A validator that starts after the others have committed blocks, while
+// the network is idle and sends no message that would show it is behind,
+// still catches up: its probe asks the peers for what lies past its head.
+func TestLateValidatorCatchesUpOnAnIdleNetwork(t *testing.T) {
+	// The operation's function is hosted by the first three validators
+	// only, so no task waits for the late one; hosting nothing, the late
+	// one announces nothing when it starts, and so makes no block that
+	// would show it the network's height.
+	step := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"done": true, "again": true}`)
+	}))
+	t.Cleanup(step.Close)
+	nodes := newNetwork(t, 4, nil, func(i int, c *config.Config) {
+		if i < 3 {
+			c.Functions = map[string]config.FunctionConfig{"late.step": {HTTP: step.URL}}
+		}
+	})
+	for _, tn := range nodes[:3] {
+		tn.launch()
+	}
+	for _, tn := range nodes[:3] {
+		tn.ready(t)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hosts, err := nodes[0].store.Hosts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hosts.ByValidator) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 validators announced their function", len(hosts.ByValidator))
 		}
 	}
-	return nodes
+	file := filepath.Join(t.TempDir(), "op.yaml")
+	op := "name: late\ntasks:\n  - {id: a, run: late.step, outputs: [done]}\n  - {id: b, run: late.step, inputs: [done], outputs: [again]}\n"
+	if err := os.WriteFile(file, []byte(op), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := nodes[0].submit(t, file)
+	if r := nodes[0].wait(t, id); r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("trip: %s, want completed", r.Saga.Status)
+	}
+	want, err := nodes[0].store.Head()
+	if err != nil || want == 0 {
+		t.Fatalf("head %d, %v", want, err)
+	}
+	late := nodes[3]
+	late.launch()
+	late.ready(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := late.store.Head()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the late validator is at height %d of %d", h, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, want := mustBlock(t, late, want).Hash(), mustBlock(t, nodes[0], want).Hash(); got != want {
+		t.Fatalf("the late validator has block %s, want %s", got.TerminalString(), want.TerminalString())
+	}
+	if r, err := late.store.Operation(id); err != nil || r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("the late validator's record of the trip: %v, %v", r, err)
+	}
 }
 
 // Four validators agree on one chain, run the tasks assigned to each, and

@@ -290,8 +290,12 @@ func (n *Node) CatchUp(ctx context.Context, peer string, target uint64) (uint64,
 		}
 		return head, errors.New("no network to catch up from")
 	}
+	peers := n.net.PeerIDs()
+	if peer != "" {
+		peers = append([]string{peer}, peers...)
+	}
 	var errs []error
-	for _, p := range append([]string{peer}, n.net.PeerIDs()...) {
+	for _, p := range peers {
 		head, err := n.catchUpFrom(ctx, p, target)
 		if err == nil || head >= target {
 			return head, nil
@@ -314,6 +318,9 @@ func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uin
 		recs, err := n.net.FetchBlocks(ctx, peer, head+1, target)
 		if err != nil {
 			return head, err
+		}
+		if len(recs) == 0 && target == consensus.AnyHeight {
+			return head, nil // a probe: the peer has nothing newer
 		}
 		if len(recs) == 0 {
 			return head, fmt.Errorf("peer %s served no blocks from %d", peer, head+1)

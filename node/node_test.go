@@ -19,6 +19,8 @@ type testNode struct {
 	user   *ledger.PrivateKey
 	cancel context.CancelFunc
 	done   chan error
+	// launch starts a node made but not yet running (network tests).
+	launch func()
 }
 
 func key(t testing.TB, seed byte) *ledger.PrivateKey {

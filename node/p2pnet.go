@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -26,6 +28,35 @@ type p2pNetwork struct {
 	// connected counts open peers from the connection hooks, which may run
 	// before New returns the host.
 	connected atomic.Int64
+	// published numbers this node's consensus publications (see
+	// consensusPayload).
+	published atomic.Uint64
+}
+
+// consensusPayload is the gossip payload of a consensus message: its
+// encoding followed by a big-endian publication number that is not signed
+// and means nothing to the receiver. Gossip drops bytes it has seen within
+// its seen-TTL, so without the number a re-published vote, byte for byte
+// the first (signatures are deterministic), would not go out again to the
+// peer that missed the first: a prevote lost while the peers were still
+// connecting stalled a height for as long as the TTL, or for good while
+// the sender kept refreshing its own seen entry. Forwarding by other peers
+// keeps the bytes, so gossip still drops those duplicates.
+func (p *p2pNetwork) consensusPayload(m consensus.Message) ([]byte, error) {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return binary.BigEndian.AppendUint64(b, p.published.Add(1)), nil
+}
+
+// decodeConsensus decodes a consensus gossip payload.
+func decodeConsensus(data []byte) (consensus.Message, error) {
+	var m consensus.Message
+	if len(data) < 8 {
+		return m, errors.New("consensus payload shorter than its publication number")
+	}
+	return m, m.UnmarshalBinary(data[:len(data)-8])
 }
 
 var _ Network = (*p2pNetwork)(nil)
@@ -146,8 +177,8 @@ func (p *p2pNetwork) onEntry(_ peer.ID, data []byte) {
 // Height is not judged here: a message from ahead is how a node learns it
 // must catch up, and the core ignores what is behind.
 func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
-	var m consensus.Message
-	if err := m.UnmarshalBinary(data); err != nil {
+	m, err := decodeConsensus(data)
+	if err != nil {
 		return p2p.Reject
 	}
 	chainID, vals := p.n.machine.Genesis().ChainID, p.n.machine.Validators()
@@ -168,8 +199,8 @@ func (p *p2pNetwork) onConsensus(from peer.ID, data []byte) {
 	if from == p.self {
 		return // the core has applied its own messages already
 	}
-	var m consensus.Message
-	if m.UnmarshalBinary(data) != nil || p.n.driver == nil {
+	m, err := decodeConsensus(data)
+	if err != nil || p.n.driver == nil {
 		return
 	}
 	p.n.driver.Deliver(m, from.String())
@@ -207,6 +238,9 @@ func (p *p2pNetwork) FetchBlocks(ctx context.Context, from string, lo, hi uint64
 		return nil, fmt.Errorf("peer %q: %w", from, err)
 	}
 	raw, err := p.host.FetchRange(ctx, id, lo, hi)
+	if errors.Is(err, p2p.ErrNoRecords) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +286,7 @@ func (p *p2pNetwork) publishEntry(e ledger.Entry) {
 }
 
 func (p *p2pNetwork) publishConsensus(m consensus.Message) {
-	b, err := m.MarshalBinary()
+	b, err := p.consensusPayload(m)
 	if err == nil {
 		err = p.host.Publish(p2p.TopicConsensus, b)
 	}
