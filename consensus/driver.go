@@ -29,7 +29,8 @@ type Host interface {
 	// height target from the peer that showed it is there, and returns the
 	// new head. A message of height h proves block h-1 is committed. With
 	// peer "" and target AnyHeight it asks the connected peers for
-	// whatever they have past the head, and finding nothing is no error.
+	// whatever they have past the head, and finding nothing is no error;
+	// with no peer connected it returns ErrNoPeers.
 	CatchUp(ctx context.Context, peer string, target uint64) (uint64, error)
 	// NewCore returns a core for the height after head, resumed from the
 	// persisted consensus state; nil for an observer, which only follows.
@@ -54,6 +55,11 @@ type DriverConfig struct {
 
 // AnyHeight is the CatchUp target of a probe: as far as the peers have.
 const AnyHeight = math.MaxUint64
+
+// ErrNoPeers is CatchUp's error when no peer is connected to ask. The
+// driver then probes again after Poll rather than Probe, so that a node
+// starting up asks as soon as its first peer connects.
+var ErrNoPeers = errors.New("no peer connected")
 
 // Driver owns a Core and does its I/O: it feeds it messages and timeouts,
 // persists its state before anything it signed leaves the process, commits
@@ -113,7 +119,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	defer republish.Stop()
 	poll := time.NewTicker(d.cfg.Poll)
 	defer poll.Stop()
-	probe := time.NewTicker(d.cfg.Probe)
+	probe := time.NewTimer(d.cfg.Poll)
 	defer probe.Stop()
 	// A core restarted mid-height resumes its round and re-sends its votes.
 	if d.core != nil && d.core.Status().Step != StepNewHeight {
@@ -141,9 +147,15 @@ func (d *Driver) Run(ctx context.Context) error {
 				err = d.startIfWork(ctx)
 			}
 		case <-probe.C:
+			next := d.cfg.Probe
 			if d.core == nil || !d.core.Status().Started {
-				err = d.catchUp(ctx, "", AnyHeight)
+				var peers bool
+				peers, err = d.catchUp(ctx, "", AnyHeight)
+				if !peers {
+					next = d.cfg.Poll
+				}
 			}
+			probe.Reset(next)
 		case <-republish.C:
 			if d.core != nil {
 				for _, m := range d.core.Republish() {
@@ -166,7 +178,7 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 		return err
 	}
 	if h > height {
-		if err := d.catchUp(ctx, in.peer, h-1); err != nil {
+		if _, err := d.catchUp(ctx, in.peer, h-1); err != nil {
 			return err
 		}
 	}
@@ -180,24 +192,26 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 }
 
 // catchUp has the host fetch blocks up to target from peer and moves the
-// core to the height after the new head. Only a failure to make the new
-// core is returned: a failed fetch is retried by another message, by
-// re-publishing or by the next probe.
-func (d *Driver) catchUp(ctx context.Context, peer string, target uint64) error {
+// core to the height after the new head; peers reports whether there was a
+// peer to ask. Only a failure to make the new core is returned: a failed
+// fetch is retried by another message, by re-publishing or by the next
+// probe.
+func (d *Driver) catchUp(ctx context.Context, peer string, target uint64) (peers bool, err error) {
 	height, err := d.height()
 	if err != nil {
-		return err
+		return true, err
 	}
 	head, err := d.host.CatchUp(ctx, peer, target)
 	if err != nil {
 		d.log.Debug("catch-up failed", "peer", peer, "target", target, "err", err)
 	}
+	peers = !errors.Is(err, ErrNoPeers)
 	if d.core != nil && head+1 > height { // a head never moves back
 		if d.core, err = d.host.NewCore(head); err != nil {
-			return err
+			return peers, err
 		}
 	}
-	return nil
+	return peers, nil
 }
 
 // follow has an observer fetch the block of the highest height it has seen

@@ -178,6 +178,12 @@ var (
 // VerifyCommit checks that c commits blockHash at height with valid,
 // distinct precommit signatures of more than two thirds of vals.
 func VerifyCommit(chainID string, vals *ValidatorSet, height uint64, blockHash Hash, c *Commit) error {
+	return verifyCommit(vals, height, blockHash, c, func(v *Vote) error { return v.Verify(chainID) })
+}
+
+// verifyCommit is VerifyCommit with the check of one signature, verify,
+// given by the caller.
+func verifyCommit(vals *ValidatorSet, height uint64, blockHash Hash, c *Commit, verify func(*Vote) error) error {
 	if c.Height != height || c.BlockHash != blockHash {
 		return fmt.Errorf("certificate is for block %s at height %d, want %s at %d", c.BlockHash, c.Height, blockHash, height)
 	}
@@ -191,7 +197,7 @@ func VerifyCommit(chainID string, vals *ValidatorSet, height uint64, blockHash H
 			return fmt.Errorf("certificate of height %d, signature %d by %s: %w", height, i, v.Validator, ErrDuplicateSigner)
 		}
 		seen[v.Validator] = true
-		if err := v.Verify(chainID); err != nil {
+		if err := verify(&v); err != nil {
 			return fmt.Errorf("certificate of height %d, signature %d: %w", height, i, err)
 		}
 	}

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"fmt"
+
+	"github.com/ethereum/go-ethereum/crypto"
 )
 
 // Parent is what the next block must link to.
@@ -43,17 +45,36 @@ func (m *Machine) CheckHeader(p Parent, b *Block) error {
 	case hd.LastCommitHash != b.LastCommit.Hash():
 		return fmt.Errorf("last commit hash does not match the certificate carried")
 	}
-	if err := b.VerifySignature(); err != nil {
+	if err := m.VerifyBlockSignature(b); err != nil {
 		return err
 	}
 	if h == 1 {
 		if len(b.LastCommit.Signatures) != 0 {
 			return fmt.Errorf("block 1 carries a certificate, but genesis needs none")
 		}
-	} else if err := VerifyCommit(g.ChainID, m.vals, p.Height, p.Hash, &b.LastCommit); err != nil {
+	} else if err := m.VerifyCommit(p.Height, p.Hash, &b.LastCommit); err != nil {
 		return fmt.Errorf("last commit: %w", err)
 	}
 	return nil
+}
+
+// VerifyCommit is the package's VerifyCommit for this chain, remembering
+// the signatures it has verified: a certificate is checked when its block
+// commits and again inside the next block, and a node catching up can check
+// certificates in parallel ahead of applying their blocks.
+func (m *Machine) VerifyCommit(height uint64, blockHash Hash, c *Commit) error {
+	chainID := m.genesis.ChainID
+	return verifyCommit(m.vals, height, blockHash, c, func(v *Vote) error {
+		return m.verifyOnce(crypto.Keccak256Hash(mustRLP(v)), func() error { return v.Verify(chainID) })
+	})
+}
+
+// VerifyBlockSignature is Block.VerifySignature remembering what it has
+// verified, as VerifyCommit does.
+func (m *Machine) VerifyBlockSignature(b *Block) error {
+	h := b.Hash()
+	key := crypto.Keccak256Hash(h[:], b.Signature[:])
+	return m.verifyOnce(key, b.VerifySignature)
 }
 
 // CheckEntriesRoot checks the header's entries root against the entries.

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/event"
@@ -294,6 +296,13 @@ func (n *Node) CatchUp(ctx context.Context, peer string, target uint64) (uint64,
 	if peer != "" {
 		peers = append([]string{peer}, peers...)
 	}
+	if len(peers) == 0 {
+		head, err := n.store.Head()
+		if err != nil {
+			return 0, err
+		}
+		return head, consensus.ErrNoPeers
+	}
 	var errs []error
 	for _, p := range peers {
 		head, err := n.catchUpFrom(ctx, p, target)
@@ -314,35 +323,100 @@ func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uin
 	if err != nil {
 		return 0, err
 	}
-	for head < target {
-		recs, err := n.net.FetchBlocks(ctx, peer, head+1, target)
-		if err != nil {
-			return head, err
+	start := head
+	defer func() {
+		if head > start {
+			// Tasks released to this node in the blocks caught up with and
+			// not attested since: started now, not block by block, since
+			// most of them were attested in a later block.
+			if err := n.resume(); err != nil {
+				n.log.Error("resume after catch-up", "err", err)
+			}
 		}
+	}()
+	// The next batch is fetched and its signatures checked while the
+	// current one is applied, which must go block by block.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type batch struct {
+		recs []BlockRecord
+		err  error
+	}
+	fetch := func(from uint64) <-chan batch {
+		ch := make(chan batch, 1)
+		go func() {
+			recs, err := n.net.FetchBlocks(ctx, peer, from, target)
+			if err == nil {
+				n.preverify(recs)
+			}
+			ch <- batch{recs, err}
+		}()
+		return ch
+	}
+	pending := fetch(head + 1)
+	for head < target {
+		got := <-pending
+		if got.err != nil {
+			return head, got.err
+		}
+		recs := got.recs
 		if len(recs) == 0 && target == consensus.AnyHeight {
 			return head, nil // a probe: the peer has nothing newer
 		}
 		if len(recs) == 0 {
 			return head, fmt.Errorf("peer %s served no blocks from %d", peer, head+1)
 		}
+		if next := head + uint64(len(recs)); next < target {
+			pending = fetch(next + 1)
+		}
 		for _, rec := range recs {
 			b, c := rec.Block, rec.Commit
 			if b.Header.Height != head+1 {
 				return head, fmt.Errorf("peer %s served block %d, want %d", peer, b.Header.Height, head+1)
 			}
-			if err := ledger.VerifyCommit(n.machine.Genesis().ChainID, n.machine.Validators(), b.Header.Height, b.Hash(), c); err != nil {
+			if err := n.machine.VerifyCommit(b.Header.Height, b.Hash(), c); err != nil {
 				return head, fmt.Errorf("block %d from %s: %w", b.Header.Height, peer, err)
 			}
 			if err := n.app.ValidateBlock(b); err != nil {
 				return head, fmt.Errorf("block %d from %s: %w", b.Header.Height, peer, err)
 			}
-			if err := n.CommitBlock(b, c, nil); err != nil {
+			if err := n.commitBlock(b, c, nil, false); err != nil {
 				return head, err
 			}
 			head++
 		}
 	}
 	return head, nil
+}
+
+// preverify checks the signatures of fetched blocks (certificates,
+// proposers, entries) on every core at once, so that applying the blocks
+// in order, which must be sequential, finds them verified: signature
+// recovery is most of the cost of catching up. Failures are left for the
+// in-order pass to report.
+func (n *Node) preverify(recs []BlockRecord) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(recs); i = int(next.Add(1)) - 1 {
+				b := recs[i].Block
+				// Not the certificate inside the block: its signatures are
+				// mostly those of the previous record's certificate, which
+				// another worker is checking at the same time.
+				_ = n.machine.VerifyCommit(b.Header.Height, b.Hash(), recs[i].Commit)
+				_ = n.machine.VerifyBlockSignature(b)
+				for _, e := range b.Entries {
+					_ = n.machine.Authenticate(e)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Ready is closed once the node serves RPC and runs consensus.
@@ -581,6 +655,12 @@ func (n *Node) pruneMempool(head uint64) {
 // CommitBlock implements consensus.Host: it writes the block and then
 // starts what the block released to this node and tells subscribers.
 func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) error {
+	return n.commitBlock(b, c, consensusState, true)
+}
+
+// commitBlock is CommitBlock; execute says whether to start the tasks the
+// block releases to this node, which catching up leaves to the end.
+func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte, execute bool) error {
 	// The state goes into the block's own synced transaction: one sync
 	// per block for a lone validator.
 	ops, hashes, err := n.app.CommitBlock(b, c, consensusState)
@@ -593,7 +673,9 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	if err := n.watch.observe(b, ops); err != nil {
 		n.log.Error("failure watch", "height", b.Header.Height, "err", err)
 	}
-	n.executor.Consider(ops)
+	if execute {
+		n.executor.Consider(ops)
+	}
 	n.pruneMempool(b.Header.Height)
 	n.mu.Lock()
 	for _, h := range hashes {
