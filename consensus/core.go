@@ -88,12 +88,17 @@ type Config struct {
 	Validators *ledger.ValidatorSet
 	// Signer is this validator's key; its address must be in Validators.
 	Signer Signer
-	// Timeouts of round r last T + r*TimeoutDelta; the core only hands the
-	// durations back in TimeoutInfo and never reads a clock.
+	// Timeouts of round r last T + r*TimeoutDelta, at most TimeoutMax
+	// when that is not zero; the core only hands the durations back in
+	// TimeoutInfo and never reads a clock. The cap keeps a network that
+	// went through many rounds while split (a partition, two validators
+	// down) from waiting ever longer rounds once it is whole again; it
+	// must stay well above the network's real delays.
 	TimeoutPropose   time.Duration
 	TimeoutPrevote   time.Duration
 	TimeoutPrecommit time.Duration
 	TimeoutDelta     time.Duration
+	TimeoutMax       time.Duration
 
 	// quorum, when non-zero, replaces Validators.Quorum(). It exists only so
 	// the simulator's control run can break safety on purpose and prove that
@@ -116,6 +121,8 @@ func (c *Config) check() error {
 			c.TimeoutPropose, c.TimeoutPrevote, c.TimeoutPrecommit)
 	case c.TimeoutDelta < 0:
 		return fmt.Errorf("consensus config: negative timeout delta %s", c.TimeoutDelta)
+	case c.TimeoutMax < 0:
+		return fmt.Errorf("consensus config: negative timeout cap %s", c.TimeoutMax)
 	case c.quorum < 0 || c.quorum > c.Validators.Size():
 		return fmt.Errorf("consensus config: quorum %d out of range", c.quorum)
 	}
@@ -621,7 +628,8 @@ func (c *Core) startRound(r uint64) {
 }
 
 // schedule asks for the timeout of step at the current round: T + r*delta,
-// saturating rather than overflowing in absurd rounds.
+// saturating rather than overflowing in absurd rounds, and capped by
+// TimeoutMax.
 func (c *Core) schedule(s Step, base time.Duration) {
 	d := base
 	if c.cfg.TimeoutDelta > 0 {
@@ -630,6 +638,9 @@ func (c *Core) schedule(s Step, base time.Duration) {
 		} else {
 			d += time.Duration(c.round) * c.cfg.TimeoutDelta
 		}
+	}
+	if c.cfg.TimeoutMax > 0 {
+		d = min(d, max(c.cfg.TimeoutMax, base))
 	}
 	c.out.Timeouts = append(c.out.Timeouts, TimeoutInfo{Height: c.height, Round: c.round, Step: s, Duration: d})
 }

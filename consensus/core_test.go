@@ -983,3 +983,49 @@ func TestPersistedStateEncoding(t *testing.T) {
 		}
 	}
 }
+
+// Round timeouts grow with the round up to TimeoutMax, and no further: a
+// network whose rounds ran up while it was split must not wait ever
+// longer rounds once it is whole.
+func TestRoundTimeoutsAreCapped(t *testing.T) {
+	keys, vals := testKeys(t, 4)
+	cfg := testConfig(keys[0], vals)
+	cfg.TimeoutMax = 400 * time.Millisecond
+	app := &testApp{t: t, key: keys[0], invalid: map[ledger.Hash]error{}}
+	c, err := NewCore(cfg, 1, PersistedState{}, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, core: c, app: app}
+	n.start()
+	for _, tc := range []struct {
+		round uint64
+		want  time.Duration
+	}{
+		{1, 350 * time.Millisecond}, // 300ms + 1*50ms
+		{2, 400 * time.Millisecond}, // 300ms + 2*50ms
+		{5, 400 * time.Millisecond}, // capped, not 550ms
+		{41, 400 * time.Millisecond},
+	} {
+		// f+1 validators in a later round move the core there. The rounds
+		// are ones validator 0 does not propose in, so it waits for a
+		// proposal.
+		if vals.Proposer(1, tc.round) == keys[0].Address() {
+			t.Fatalf("validator 0 proposes in round %d", tc.round)
+		}
+		n.step(voteMsg(t, keys[1], ledger.Prevote, 1, tc.round, nilHash))
+		rd := n.step(voteMsg(t, keys[2], ledger.Prevote, 1, tc.round, nilHash))
+		if st := n.core.Status(); st.Round != tc.round {
+			t.Fatalf("core at round %d, want %d", st.Round, tc.round)
+		}
+		var got time.Duration
+		for _, to := range rd.Timeouts {
+			if to.Step == StepPropose {
+				got = to.Duration
+			}
+		}
+		if got != tc.want {
+			t.Errorf("round %d: propose timeout %s, want %s (timeouts %v)", tc.round, got, tc.want, rd.Timeouts)
+		}
+	}
+}
