@@ -135,6 +135,7 @@ func TestCommandLineErrorsExit2(t *testing.T) {
 		{"two files", []string{"run", "testnet/ops/trip.yaml", "testnet/ops/fig4.yaml"}, "run takes one operation file, got 2 arguments"},
 		{"json and dot", []string{"plan", "testnet/ops/trip.yaml", "--json", "--dot"}, "--json and --dot"},
 		{"bad log format", []string{"--log-format", "xml", "plan", "testnet/ops/trip.yaml"}, `--log-format: want text or json, got "xml"`},
+		{"bad log level", []string{"--log-level", "loud", "plan", "testnet/ops/trip.yaml"}, `--log-level: want debug, info, warn or error, got "loud"`},
 		{"bad flag value", []string{"plan", "testnet/ops/trip.yaml", "--json=maybe"}, "--json"},
 		{"missing file", []string{"plan", "testnet/ops/absent.yaml"}, "testnet/ops/absent.yaml"},
 		{"bad input", []string{"run", "testnet/ops/trip.yaml", "--input", "traveler"}, `--input "traveler": want label=value`},

@@ -81,6 +81,7 @@ line wins over the environment, which wins over the file.`,
 	}
 	root.PersistentFlags().String("config", "", "node config file (YAML, SPEC §4): functions, limits; for dev and node it replaces the home's config.yaml; also SAGACHAIN_CONFIG")
 	root.PersistentFlags().String("log-format", "text", "format of the logs on stderr: text or json")
+	root.PersistentFlags().String("log-level", "info", "the least severe logs shown: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(a.newPlanCmd(), a.newRunCmd(), a.newVersionCmd(),
 		a.newInitCmd(), a.newKeysCmd(), a.newDevCmd(), a.newNodeCmd(),
@@ -135,12 +136,17 @@ func (a *app) useConfig(cfg config.Config, path string) error {
 	}
 	a.cfg, a.flags = cfg, v
 
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.flagString("log-level"))); err != nil {
+		return inputErrorf("%s: want debug, info, warn or error, got %q", a.flagSource("log-level"), a.flagString("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	switch format := a.flagString("log-format"); format {
 	case "text":
-		h = slog.NewTextHandler(a.stderr, nil)
+		h = slog.NewTextHandler(a.stderr, opts)
 	case "json":
-		h = slog.NewJSONHandler(a.stderr, nil)
+		h = slog.NewJSONHandler(a.stderr, opts)
 	default:
 		return inputErrorf("%s: want text or json, got %q", a.flagSource("log-format"), format)
 	}
