@@ -63,10 +63,14 @@ func (m *Machine) CheckHeader(p Parent, b *Block) error {
 // commits and again inside the next block, and a node catching up can check
 // certificates in parallel ahead of applying their blocks.
 func (m *Machine) VerifyCommit(height uint64, blockHash Hash, c *Commit) error {
-	chainID := m.genesis.ChainID
-	return verifyCommit(m.vals, height, blockHash, c, func(v *Vote) error {
-		return m.verifyOnce(crypto.Keccak256Hash(mustRLP(v)), func() error { return v.Verify(chainID) })
-	})
+	return verifyCommit(m.vals, height, blockHash, c, m.VerifyVote)
+}
+
+// VerifyVote is v.Verify for this chain, remembering the votes it has
+// verified: a vote is checked by gossip validation, by consensus, and again
+// in the certificates that carry it.
+func (m *Machine) VerifyVote(v *Vote) error {
+	return m.verifyOnce(crypto.Keccak256Hash(mustRLP(v)), func() error { return v.Verify(m.genesis.ChainID) })
 }
 
 // VerifyBlockSignature is Block.VerifySignature remembering what it has

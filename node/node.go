@@ -230,7 +230,7 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 	return consensus.NewCore(consensus.Config{
 		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
 		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
-		TimeoutDelta: cc.TimeoutPropose / 2, TimeoutMax: 5 * cc.TimeoutPropose,
+		TimeoutDelta: cc.TimeoutPropose / 2, TimeoutMax: 5 * cc.TimeoutPropose, VerifyVote: n.machine.VerifyVote,
 	}, head+1, persisted, n.app)
 }
 

@@ -184,7 +184,7 @@ func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
 	chainID, vals := p.n.machine.Genesis().ChainID, p.n.machine.Validators()
 	switch {
 	case m.Vote != nil:
-		if !vals.Has(m.Vote.Validator) || m.Vote.Verify(chainID) != nil {
+		if !vals.Has(m.Vote.Validator) || p.n.machine.VerifyVote(m.Vote) != nil {
 			return p2p.Reject
 		}
 	case m.Proposal != nil:
