@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -126,7 +127,7 @@ func New(opts Options) (*Node, error) {
 	n.metrics = metrics.New(nil)
 	n.signState = &memState{}
 	if !opts.InMemory {
-		n.signState = monitor.FileState(filepath.Join(opts.Home, DataDir, "consensus-state.bin"))
+		n.signState = newSlotFile(filepath.Join(opts.Home, DataDir, "consensus-state"))
 	}
 	if n.watch, err = newFailureWatch(n); err != nil {
 		st.Close()
@@ -139,6 +140,9 @@ func New(opts Options) (*Node, error) {
 // it started and closes the store.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
+	if c, ok := n.signState.(io.Closer); ok {
+		defer c.Close()
+	}
 	defer n.subs.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -250,7 +254,15 @@ func (n *Node) loadConsensusState() (consensus.PersistedState, error) {
 	if err != nil {
 		return best, err
 	}
-	for _, b := range [][]byte{fromFile, fromStore} {
+	// Before the two slot files, the state lived in one file, replaced
+	// whole on each save; a home from then still has it.
+	var legacy []byte
+	if !n.opts.InMemory {
+		if legacy, err = monitor.FileState(filepath.Join(n.opts.Home, DataDir, "consensus-state.bin")).Load(); err != nil {
+			return best, err
+		}
+	}
+	for _, b := range [][]byte{fromFile, fromStore, legacy} {
 		if b == nil {
 			continue
 		}
