@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,25 +113,9 @@ func newNetwork(t testing.TB, n int, observers []*ledger.PrivateKey, configure f
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		tn := &testNode{Node: nd, user: user, cancel: cancel, done: make(chan error, 1)}
-		tn.launch = func() { go func() { tn.done <- nd.Run(ctx) }() }
-		t.Cleanup(tn.stop)
-		nodes = append(nodes, tn)
+		nodes = append(nodes, newTestNode(t, nd, user))
 	}
 	return nodes
-}
-
-// ready waits until a launched node serves.
-func (tn *testNode) ready(t testing.TB) {
-	t.Helper()
-	select {
-	case <-tn.Ready():
-	case err := <-tn.done:
-		t.Fatalf("node stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("node did not start")
-	}
 }
 
 // A validator that starts after the others have committed blocks, while

@@ -19,7 +19,7 @@ type testNode struct {
 	user   *ledger.PrivateKey
 	cancel context.CancelFunc
 	done   chan error
-	// launch starts a node made but not yet running (network tests).
+	// launch starts the node; ready waits until it serves.
 	launch func()
 }
 
@@ -58,18 +58,31 @@ func startNodeWith(t testing.TB, home string, configure func(*config.Config)) *t
 	if err != nil {
 		t.Fatal(err)
 	}
+	tn := newTestNode(t, n, user)
+	tn.launch()
+	tn.ready(t)
+	return tn
+}
+
+// newTestNode wraps n, ready to launch, and stops it when the test ends.
+func newTestNode(t testing.TB, n *Node, user *ledger.PrivateKey) *testNode {
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{Node: n, user: user, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- n.Run(ctx) }()
-	select {
-	case <-n.Ready():
-	case err := <-tn.done:
-		t.Fatalf("node stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("node did not start")
-	}
+	tn.launch = func() { go func() { tn.done <- n.Run(ctx) }() }
 	t.Cleanup(tn.stop)
 	return tn
+}
+
+// ready waits until a launched node serves.
+func (tn *testNode) ready(t testing.TB) {
+	t.Helper()
+	select {
+	case <-tn.Ready():
+	case err := <-tn.done:
+		t.Fatalf("node stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not start")
+	}
 }
 
 func (tn *testNode) stop() {
