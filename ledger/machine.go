@@ -10,6 +10,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/sagachain/sagachain/taskrt"
+	"golang.org/x/sync/singleflight"
 )
 
 // Machine is the ledger's deterministic state machine. It applies a block's
@@ -33,7 +34,8 @@ type Machine struct {
 	// entry's hash covers its signature and everything signed, so the
 	// verdict is a function of the hash: caching it saves the second and
 	// third recovery when an entry is checked, proposed and applied.
-	sigs map[Hash]struct{}
+	sigs   map[Hash]struct{}
+	flight singleflight.Group // verifications under way, by hash
 }
 
 // compiled is an operation parsed, planned and with its rules compiled.
@@ -296,11 +298,17 @@ func (m *Machine) verifyOnce(h Hash, verify func() error) error {
 	if ok {
 		return nil
 	}
-	if err := verify(); err != nil {
-		return err
-	}
-	m.markVerified(h)
-	return nil
+	// Gossip validates the copies of one entry that arrive from several
+	// peers at once, before any is marked seen: one recovery serves them
+	// all.
+	_, err, _ := m.flight.Do(string(h[:]), func() (any, error) {
+		if err := verify(); err != nil {
+			return nil, err
+		}
+		m.markVerified(h)
+		return nil, nil
+	})
+	return err
 }
 
 // MarkVerified records that e's signature is valid without recovering it.
