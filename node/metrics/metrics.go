@@ -89,8 +89,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Tasks this node ran that failed, by function and kind (run or rollback).",
 		}, []string{"function", "kind"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "sagachain_block_commit_seconds",
-			Help:    "Time from the start of a height to the commit of its block.",
+			Name: "sagachain_block_commit_seconds",
+			Help: "Time from the start of a height to the commit of its block.",
 			// Finer than the defaults below 100ms, where a healthy network's
 			// heights commit, so that percentiles read off the buckets
 			// answer whether commits take 10, 20 or 30 ms.
