@@ -16,12 +16,15 @@
 //	sc_plan(operation)        the stages of an operation, without running it
 //	sc_genesis()              the genesis
 //
-// and two subscriptions, over WebSocket only:
+// and three subscriptions, over WebSocket only:
 //
 //	sc_subscribe("newBlocks")                a BlockSummary per committed block
 //	sc_subscribe("operationEvents", id)      the operation's view, at once and
 //	                                         after every block that changes it;
 //	                                         ends after a final status
+//	sc_subscribe("operationStatus", id)      an OperationStatus, at once and
+//	                                         after every block that changes the
+//	                                         status; ends after a final one
 //
 // # Errors
 //

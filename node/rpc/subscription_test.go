@@ -59,6 +59,75 @@ func TestOperationEventsFollowsAnOperationToItsEnd(t *testing.T) {
 	eventually(t, "the server stops following the commits", func() bool { return b.subscribers() == 0 })
 }
 
+// operationStatus sends a status only when a block changes it: the trip
+// that rolls back goes running, rolling_back, rolled_back, however many
+// blocks it takes, and each status names the block that set it.
+func TestOperationStatusSendsEachStatusOnce(t *testing.T) {
+	b := newTestBackend(t)
+	c := dial(t, serve(t, b))
+	ctx := context.Background()
+	res, err := c.Submit(ctx, b.submission(b.user, tripYAML, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *res.ID
+	ch := make(chan OperationStatus, 16)
+	sub, err := c.SubscribeOperationStatus(ctx, id, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the server follows the commits", func() bool { return b.subscribers() == 1 })
+
+	b.commit(b.drain()...)
+	blocks := 1
+	var (
+		got  []OperationStatus
+		last taskrt.OpStatus
+	)
+	for {
+		// A status is due exactly when the block changed it; a duplicate
+		// sent for an unchanged one would show up here in its place.
+		if now := b.record(id).Saga.Status; now != last {
+			st := recv(t, ch)
+			if st.Status != now {
+				t.Fatalf("after block %d the subscription sent %s, the record says %s", b.parent().Height, st.Status, now)
+			}
+			got, last = append(got, st), now
+			if now.Final() {
+				break
+			}
+		}
+		b.commit(b.attest(id, map[string]string{"hotel": "no rooms"})...)
+		blocks++
+	}
+	var statuses []taskrt.OpStatus
+	for i, st := range got {
+		statuses = append(statuses, st.Status)
+		if st.ID != id {
+			t.Errorf("status %d is for %s, want %s", i, st.ID, id)
+		}
+		if i > 0 && st.Height <= got[i-1].Height {
+			t.Errorf("status %d at height %d, not after the previous one's %d", i, st.Height, got[i-1].Height)
+		}
+	}
+	want := []taskrt.OpStatus{taskrt.OpRunning, taskrt.OpRollingBack, taskrt.OpRolledBack}
+	if !slices.Equal(statuses, want) {
+		t.Fatalf("%d blocks sent the statuses %v, want %v", blocks, statuses, want)
+	}
+	if blocks <= len(want) {
+		t.Fatalf("only %d blocks: the test shows nothing about unchanged statuses", blocks)
+	}
+	if last := got[len(got)-1]; last.Height != b.parent().Height {
+		t.Errorf("the final status names height %d, the block that rolled it back is %d", last.Height, b.parent().Height)
+	}
+	if err, open := <-sub.Err(); open || err != nil {
+		t.Fatalf("after the final status the subscription reported %v, want a clean end", err)
+	}
+	if len(ch) > 0 {
+		t.Fatalf("%d statuses after the final one", len(ch))
+	}
+}
+
 func TestOperationEventsSendsTheCurrentViewAtOnce(t *testing.T) {
 	b := newTestBackend(t)
 	c := dial(t, wsURL(serve(t, b)))
