@@ -226,6 +226,13 @@ func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledg
 		return err
 	}
 
+	// The banner gives the height the node starts from, read before it
+	// runs: a new dev chain commits its first block (the demo's function
+	// announcement) within milliseconds of starting.
+	head, err := n.Store().Head()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	done := make(chan error, 1)
@@ -233,12 +240,6 @@ func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledg
 	select {
 	case <-n.Ready():
 	case err := <-done:
-		return err
-	}
-	head, err := n.Store().Head()
-	if err != nil {
-		stop()
-		<-done
 		return err
 	}
 	base := "http://" + n.RPCAddr()
