@@ -111,7 +111,16 @@ func (r *Runner) Run(ctx context.Context, id string, plan *Plan, rules []*Rule) 
 			return OperationView{}, fmt.Errorf("operation %s: %w", id, err)
 		}
 	}
-	x.wg.Wait()
+	// Tasks the kernel cut (an operation timeout ends a run whose stage
+	// had nothing to undo) may still report; nobody reads their results
+	// now, so drain them while waiting, or they would block on done and
+	// the wait would never end.
+	go func() {
+		x.wg.Wait()
+		close(x.done)
+	}()
+	for range x.done {
+	}
 	return NewView(id, plan, x.saga.State(), x.events), nil
 }
 
