@@ -191,7 +191,6 @@ var _ Store = (*BadgerStore)(nil)
 func OpenBadger(dir string) (*BadgerStore, error) {
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
-		WithValueThreshold(1 << 10).
 		WithDetectConflicts(false).
 		WithLogger(badgerLogger{slog.Default().With("component", "badger")})
 	db, err := badger.Open(opts)
