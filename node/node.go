@@ -335,16 +335,16 @@ func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uin
 	if err != nil {
 		return 0, err
 	}
-	start := head
+	// Tasks released to this node in the blocks caught up with start at
+	// the end, from each changed operation's latest record, not block by
+	// block: most of them were attested in a later block.
+	changed := make(map[ledger.Hash]*ledger.OpRecord)
 	defer func() {
-		if head > start {
-			// Tasks released to this node in the blocks caught up with and
-			// not attested since: started now, not block by block, since
-			// most of them were attested in a later block.
-			if err := n.resume(); err != nil {
-				n.log.Error("resume after catch-up", "err", err)
-			}
+		ops := make([]*ledger.OpRecord, 0, len(changed))
+		for _, r := range changed {
+			ops = append(ops, r)
 		}
+		n.executor.Consider(ops)
 	}()
 	// The next batch is fetched and its signatures checked while the
 	// current one is applied, which must go block by block.
@@ -392,8 +392,12 @@ func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uin
 			if err := n.app.ValidateBlock(b); err != nil {
 				return head, fmt.Errorf("block %d from %s: %w", b.Header.Height, peer, err)
 			}
-			if err := n.commitBlock(b, c, nil, false); err != nil {
+			ops, err := n.commitBlock(b, c, nil, false)
+			if err != nil {
 				return head, err
+			}
+			for _, r := range ops {
+				changed[r.ID] = r
 			}
 			head++
 		}
@@ -667,17 +671,19 @@ func (n *Node) pruneMempool(head uint64) {
 // CommitBlock implements consensus.Host: it writes the block and then
 // starts what the block released to this node and tells subscribers.
 func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte) error {
-	return n.commitBlock(b, c, consensusState, true)
+	_, err := n.commitBlock(b, c, consensusState, true)
+	return err
 }
 
-// commitBlock is CommitBlock; execute says whether to start the tasks the
-// block releases to this node, which catching up leaves to the end.
-func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte, execute bool) error {
+// commitBlock is CommitBlock, returning the operations the block changed;
+// execute says whether to start the tasks the block releases to this node,
+// which catching up leaves to the end.
+func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte, execute bool) ([]*ledger.OpRecord, error) {
 	// The state goes into the block's own synced transaction: one sync
 	// per block for a lone validator.
 	ops, hashes, err := n.app.CommitBlock(b, c, consensusState)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n.metrics.BlockCommitted(b.Header.Height, c.Round, len(b.Entries), time.Duration(max(0, n.opts.Now().UnixMilli()-int64(b.Header.Time)))*time.Millisecond)
 	n.metrics.OperationsChanged(ops)
@@ -698,7 +704,7 @@ func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	}
 	n.mu.Unlock()
 	n.feed.Send(rpc.CommitEvent{Block: b, Ops: ops})
-	return nil
+	return ops, nil
 }
 
 // SaveConsensusState implements consensus.Host.
