@@ -117,8 +117,11 @@ func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
 		OnDisconnect: func(peer.ID) { n.metrics.Peers(int(net.connected.Add(-1))) },
 		// A proposal carries a whole block.
 		MaxMessageSize: g.Params.MaxBlockBytes + 1<<20,
-		// Re-publishing identical votes must get through again soon after a
-		// partition heals; duplicates are harmless to the consensus core.
+		// Shorter than p2p's default from when a re-published vote was the
+		// same bytes as the first and had to wait out the TTL; the
+		// publication number (consensusPayload) makes each re-publish new
+		// now. A message delivered twice is harmless: the core and the
+		// mempool drop duplicates.
 		SeenTTL: 3 * time.Second,
 		Logger:  n.log.With("component", "p2p"),
 	}

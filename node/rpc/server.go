@@ -473,7 +473,8 @@ func (api *API) OperationEvents(ctx context.Context, id common.Hash) (*gethrpc.S
 // committed block that changes the operation's status, ending after a
 // final one. It is operationEvents for a client that waits for the outcome
 // and needs no view: a few bytes per change, where a view carries every
-// task and event.
+// task and event. As there, a client slower than the blocks gets the
+// newest status, not every one in between.
 func (api *API) OperationStatus(ctx context.Context, id common.Hash) (*gethrpc.Subscription, error) {
 	statusChanged := func(last, r *ledger.OpRecord) bool { return last.Saga.Status != r.Saga.Status }
 	return api.followOperation(ctx, id, statusChanged, func(r *ledger.OpRecord) (any, bool, error) {
