@@ -150,11 +150,15 @@ func (h *Host) Close() error {
 		h.closed = true
 		h.mu.Unlock()
 		h.cancel()
+		// The host's own goroutines stop before libp2p's: a redialer that
+		// dialled while the swarm closed could reach a dial worker after
+		// the swarm had dropped its transports, which panics inside
+		// libp2p (swarm.nonProxyAddr, go-libp2p v0.51).
+		h.wg.Wait()
 		if err := h.host.Close(); err != nil {
 			h.closeErr = fmt.Errorf("p2p: close host: %w", err)
 		}
 		h.events.Close()
-		h.wg.Wait()
 	})
 	return h.closeErr
 }
