@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/sagachain/sagachain/consensus"
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/p2p"
+	"golang.org/x/sync/errgroup"
 )
 
 // p2pNetwork is the node's Network over libp2p: entries and consensus
@@ -31,6 +33,11 @@ type p2pNetwork struct {
 	// published numbers this node's consensus publications (see
 	// consensusPayload).
 	published atomic.Uint64
+	// out batches the entries this node gossips; its sender runs until
+	// close.
+	out     *outbox
+	stopOut context.CancelFunc
+	outDone chan struct{}
 }
 
 // consensusPayload is the gossip payload of a consensus message: its
@@ -73,7 +80,7 @@ func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
 	if err != nil {
 		return nil, err
 	}
-	net := &p2pNetwork{n: n, self: self, byPeer: make(map[peer.ID]ledger.Address)}
+	net := &p2pNetwork{n: n, self: self, byPeer: make(map[peer.ID]ledger.Address), out: newOutbox()}
 	var allowed []peer.ID
 	for i, v := range g.Validators {
 		pk, err := v.PublicKey()
@@ -103,12 +110,13 @@ func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
 		psk = b
 	}
 	cfg := p2p.Config{
-		PrivKey: n.opts.Key.Bytes(),
-		Listen:  []string{n.opts.Config.P2P.Listen},
-		Peers:   n.opts.Config.P2P.Peers,
-		Allowed: allowed,
-		PSK:     psk,
-		ChainID: g.ChainID,
+		PrivKey:  n.opts.Key.Bytes(),
+		Listen:   []string{n.opts.Config.P2P.Listen},
+		Peers:    n.opts.Config.P2P.Peers,
+		Allowed:  allowed,
+		PSK:      psk,
+		FullMesh: n.opts.Config.P2P.FullMesh,
+		ChainID:  g.ChainID,
 		Validators: map[p2p.Topic]p2p.Validator{
 			p2p.TopicEntries:   net.validateEntry,
 			p2p.TopicConsensus: net.validateConsensus,
@@ -139,40 +147,64 @@ func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
 		h.Close()
 		return nil, err
 	}
+	outCtx, stop := context.WithCancel(ctx)
+	net.stopOut, net.outDone = stop, make(chan struct{})
+	go func() {
+		defer close(net.outDone)
+		net.out.run(outCtx, net.sendEntries)
+	}()
 	return net, nil
 }
 
-// validateEntry admits authentic entries. Whether one fits the state is
-// left to the proposer and the mempool's pruning: a peer may have committed
-// the block that makes an entry valid before this node has.
+// validateEntry admits a batch of authentic entries (see outbox). Whether
+// one fits the state is left to the proposer and the mempool's pruning: a
+// peer may have committed the block that makes an entry valid before this
+// node has. One entry that is not authentic rejects the batch: an honest
+// node gossips only entries it has authenticated. The signatures of a
+// batch are checked on all cores at once, as gossip checks those of
+// separate messages.
 func (p *p2pNetwork) validateEntry(from peer.ID, data []byte) p2p.Verdict {
 	if from == p.self {
-		return p2p.Accept // queue checked it before publishing
+		return p2p.Accept // queue checked them before publishing
 	}
-	var e ledger.Entry
-	if err := rlp.DecodeBytes(data, &e); err != nil {
+	es, err := decodeEntryBatch(data)
+	if err != nil {
 		return p2p.Reject
 	}
-	if p.n.mempool.Has(e.Hash()) {
+	fresh := es[:0]
+	for _, e := range es {
+		if !p.n.mempool.Has(e.Hash()) {
+			fresh = append(fresh, e)
+		}
+	}
+	if len(fresh) == 0 {
 		return p2p.Ignore
 	}
-	if err := p.n.machine.Authenticate(e); err != nil {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for _, e := range fresh {
+		g.Go(func() error { return p.n.machine.Authenticate(e) })
+	}
+	if g.Wait() != nil {
 		return p2p.Reject
 	}
 	return p2p.Accept
 }
 
 func (p *p2pNetwork) onEntry(_ peer.ID, data []byte) {
-	var e ledger.Entry
-	if rlp.DecodeBytes(data, &e) != nil {
+	es, err := decodeEntryBatch(data)
+	if err != nil {
 		return
 	}
 	head, err := p.n.store.Head()
-	if err == nil {
-		err = p.n.mempool.Add(e, head)
-	}
 	if err != nil {
-		p.n.log.Debug("gossiped entry not queued", "err", err)
+		p.n.log.Debug("gossiped entries not queued", "err", err)
+		return
+	}
+	for _, e := range es {
+		if err := p.n.mempool.Add(e, head); err != nil {
+			p.n.log.Debug("gossiped entry not queued", "err", err)
+		}
 	}
 }
 
@@ -278,13 +310,24 @@ func (p *p2pNetwork) PeerIDs() []string {
 	return out
 }
 
+// publishEntry queues e for the next entries batch.
 func (p *p2pNetwork) publishEntry(e ledger.Entry) {
 	b, err := rlp.EncodeToBytes(&e)
+	if err != nil {
+		p.n.log.Debug("entry not gossiped", "err", err)
+		return
+	}
+	p.out.add(b)
+}
+
+// sendEntries gossips one batch.
+func (p *p2pNetwork) sendEntries(batch []rlp.RawValue) {
+	b, err := encodeEntryBatch(batch)
 	if err == nil {
 		err = p.host.Publish(p2p.TopicEntries, b)
 	}
 	if err != nil {
-		p.n.log.Debug("entry not gossiped", "err", err)
+		p.n.log.Debug("entries not gossiped", "entries", len(batch), "err", err)
 	}
 }
 
@@ -298,4 +341,8 @@ func (p *p2pNetwork) publishConsensus(m consensus.Message) {
 	}
 }
 
-func (p *p2pNetwork) close() error { return p.host.Close() }
+func (p *p2pNetwork) close() error {
+	p.stopOut()
+	<-p.outDone
+	return p.host.Close()
+}
