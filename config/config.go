@@ -65,6 +65,11 @@ type P2PConfig struct {
 	// PSK is an optional private-network key: 64 hex digits shared by every
 	// node of the network; nodes without it cannot even begin a handshake.
 	PSK string `mapstructure:"psk"`
+	// FullMesh says every validator lists every other among its peers, as
+	// testnet init writes them: the node then relays no gossip, since each
+	// message already reaches every validator from its publisher (see
+	// p2p.Config.FullMesh).
+	FullMesh bool `mapstructure:"full_mesh"`
 }
 
 // ConsensusConfig tunes the consensus protocol.

@@ -105,6 +105,7 @@ func InitTestnet(dir string, n int, chainID string, client ledger.Address, layou
 		cfg.RPC.Listen = rpcAddr(i, true)
 		cfg.P2P.Listen = p2pAddr(i, true)
 		cfg.P2P.Peers = nil
+		cfg.P2P.FullMesh = true
 		for j := range keys {
 			if j != i {
 				cfg.P2P.Peers = append(cfg.P2P.Peers, p2pAddr(j, false)+"/p2p/"+ids[j])
@@ -134,8 +135,9 @@ key_file: %s
 rpc: {listen: "%s"}
 p2p:
   listen: %s
+  full_mesh: %t
   peers:%s
 consensus: {timeout_propose: %s, max_block_entries: %d, max_block_interval: %s}
-`, c.ChainID, c.KeyFile, c.RPC.Listen, c.P2P.Listen, peers.String(),
+`, c.ChainID, c.KeyFile, c.RPC.Listen, c.P2P.Listen, c.P2P.FullMesh, peers.String(),
 		c.Consensus.TimeoutPropose, c.Consensus.MaxBlockEntries, c.Consensus.MaxBlockInterval)
 }

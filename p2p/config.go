@@ -63,6 +63,15 @@ type Config struct {
 	// PSK is an optional 32-byte private-network key. When set, only hosts
 	// with the same key can even begin a handshake with this one.
 	PSK []byte
+	// FullMesh says that every node this host gossips with peers with every
+	// other, as the validators of a testnet do. A host then keeps no gossip
+	// mesh and relays nothing: its publications already reach every peer
+	// directly (flood publishing), and relaying would only send each
+	// message again over links that carried it. A peer that some publisher
+	// is not connected to still gets the message, through gossip's
+	// IHAVE/IWANT within a heartbeat. Leave it false when the peers are not
+	// all connected to each other.
+	FullMesh bool
 	// ChainID names the chain; it is part of every topic and protocol id, so
 	// nodes of different chains never exchange messages.
 	ChainID string

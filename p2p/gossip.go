@@ -102,17 +102,23 @@ const (
 	scoreInspectInterval = time.Second
 )
 
-// gossipParams shrinks the mesh to about two peers per topic. Every
-// message goes from its publisher to every connected validator at once
-// (flood publishing), so the mesh only carries a copy around a missing
-// link; with gossipsub's default of six, four validators passed each
-// message on to every other peer, sending it three times as often as
-// needed, and a third of a loaded validator's time went to gossip.
-// Messages a peer still misses reach it within a heartbeat through
-// gossip's IHAVE/IWANT, and consensus re-publishes its own.
-func gossipParams() pubsub.GossipSubParams {
+// gossipParams shrinks the mesh to about two peers per topic, or, for a
+// full mesh of peers (Config.FullMesh), to none. Every message goes from
+// its publisher to every connected peer at once (flood publishing), so the
+// mesh only carries a copy around a missing link; with gossipsub's default
+// of six, four validators passed each message on to every other peer,
+// sending it three times as often as needed, and a third of a loaded
+// validator's time went to gossip. Messages a peer still misses reach it
+// within a heartbeat through gossip's IHAVE/IWANT, and consensus
+// re-publishes its own.
+func gossipParams(fullMesh bool) pubsub.GossipSubParams {
 	p := pubsub.DefaultGossipSubParams()
 	p.D, p.Dlo, p.Dhi, p.Dout, p.Dscore = 2, 1, 3, 0, 1
+	if fullMesh {
+		// All zero is gossipsub's mesh-less mode (its "bootstrapper"
+		// setting): publish to all, relay nothing, gossip IHAVE to all.
+		p.D, p.Dlo, p.Dhi, p.Dout, p.Dscore = 0, 0, 0, 0, 0
+	}
 	return p
 }
 
@@ -132,7 +138,7 @@ func (h *Host) startGossip() error {
 		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(messageID),
 		pubsub.WithFloodPublish(true),
-		pubsub.WithGossipSubParams(gossipParams()),
+		pubsub.WithGossipSubParams(gossipParams(h.cfg.FullMesh)),
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize+rpcOverhead),
 		pubsub.WithSeenMessagesTTL(h.cfg.SeenTTL),

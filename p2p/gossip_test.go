@@ -285,3 +285,47 @@ func TestMeshPeersFollowConnections(t *testing.T) {
 		t.Errorf("MeshPeers(Topic(0)) = %v, want nil", got)
 	}
 }
+
+// With FullMesh a host keeps no mesh, so it relays nothing, yet a message
+// still reaches a peer that its publisher is not connected to, by gossip's
+// IHAVE/IWANT.
+func TestFullMeshKeepsNoMeshAndStillDelivers(t *testing.T) {
+	keyA, idA := testKey(t, "a")
+	keyB, idB := testKey(t, "b")
+	keyC, idC := testKey(t, "c")
+	cfgB := testConfig(keyB, idA, idC)
+	cfgB.FullMesh = true
+	b := newGossipNode(t, cfgB, false)
+	cfgA := testConfig(keyA, idB)
+	cfgA.Peers, cfgA.FullMesh = b.Addrs(), true
+	a := newGossipNode(t, cfgA, false)
+	cfgC := testConfig(keyC, idB)
+	cfgC.Peers, cfgC.FullMesh = b.Addrs(), true
+	c := newGossipNode(t, cfgC, false)
+	for _, topic := range topics {
+		eventually(t, "a and c to see b on "+topic.String(), func() bool {
+			return slices.Contains(a.TopicPeers(topic), idB) && slices.Contains(c.TopicPeers(topic), idB) &&
+				len(b.TopicPeers(topic)) == 2
+		})
+	}
+	for _, topic := range topics {
+		m := "around " + topic.String()
+		if err := a.Publish(topic, []byte(m)); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		b.got[topic].await(t, "b", m)
+		c.got[topic].await(t, "c", m)
+		if got := c.got[topic].senders(m); !slices.Equal(got, []peer.ID{idB}) {
+			t.Errorf("c got %q from %v, want once from b", m, got)
+		}
+	}
+	// Heartbeats have run (the IHAVE that reached c came from one), and
+	// none grafted a peer.
+	for _, n := range []*gossipNode{a, b, c} {
+		for _, topic := range topics {
+			if got := n.MeshPeers(topic); len(got) != 0 {
+				t.Errorf("%s mesh of %s = %v, want empty", topic, n.ID(), got)
+			}
+		}
+	}
+}
