@@ -35,7 +35,7 @@ type OpRecord struct {
 type TaskRecord struct {
 	Executor         Address `json:"executor"`
 	Deadline         uint64  `json:"deadline,omitempty"`
-	RollbackExecutor Address `json:"rollback_executor,omitempty"`
+	RollbackExecutor Address `json:"rollback_executor,omitzero"`
 	RollbackDeadline uint64  `json:"rollback_deadline,omitempty"`
 }
 
@@ -44,8 +44,8 @@ type TaskRecord struct {
 type StageHashes struct {
 	Release      Hash `json:"release"`
 	ReleasePrev  Hash `json:"release_prev"`
-	Rollback     Hash `json:"rollback,omitempty"`
-	RollbackPrev Hash `json:"rollback_prev,omitempty"`
+	Rollback     Hash `json:"rollback,omitzero"`
+	RollbackPrev Hash `json:"rollback_prev,omitzero"`
 }
 
 func (r *OpRecord) clone() *OpRecord {
