@@ -48,7 +48,7 @@
 //     genesis validators, counted by recovered address, signed it.
 //   - Entry: [kind, body], kind 1 submission, 2 stage release, 3
 //     attestation, 4 timeout, 5 rollback release, 6 rollback attestation,
-//     7 retry, 8 announcement, 9 evidence. The entry hash is Keccak256 of
+//     7 retry, 8 announcement, 9 evidence, 10 attestations. The entry hash is Keccak256 of
 //     that RLP; the entries root is the Merkle root (below) of the entry
 //     hashes in block order.
 //   - Submission body: [operation (the operation file as canonical JSON),
@@ -59,6 +59,14 @@
 //     attempts, output (JSON bytes), error, permanent, executor, signature],
 //     signed as sign("sagachain/attestation/v1", the same list without the
 //     signature). The executor must be the one the stage record named.
+//   - Attestations body (kind 10), several attestations by one executor:
+//     [[[operation id, task, rollback, attempts, output, error,
+//     permanent]…], executor, signature], signed as
+//     sign("sagachain/attestations/v1", [items, executor]). Each item is
+//     applied in order as the attestation it stands for; an item that no
+//     longer fits the state (its task finished, timed out or moved to
+//     another executor first) is skipped and changes nothing; a batch of
+//     which no item fits is invalid.
 //   - Retry body: [operation id, nonce, submitter, signature], signed as
 //     sign("sagachain/retry/v1", [operation id, nonce, submitter]).
 //   - Announcement body: [validator, [function…], seq, signature], signed as

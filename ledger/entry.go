@@ -19,21 +19,22 @@ type Kind uint8
 // the entries before them; a block that carries one it would not derive is
 // invalid.
 const (
-	KindSubmission          Kind = 1 // signed by an allowed submitter
-	KindStageRelease        Kind = 2 // derived
-	KindAttestation         Kind = 3 // signed by the task's executor
-	KindTimeout             Kind = 4 // proposed when block time passes a deadline
-	KindRollbackRelease     Kind = 5 // derived
-	KindRollbackAttestation Kind = 6 // signed by the rollback's executor
-	KindRetry               Kind = 7 // signed by an allowed submitter
-	KindAnnouncement        Kind = 8 // signed by a validator
-	KindEvidence            Kind = 9 // two conflicting signed votes
+	KindSubmission          Kind = 1  // signed by an allowed submitter
+	KindStageRelease        Kind = 2  // derived
+	KindAttestation         Kind = 3  // signed by the task's executor
+	KindTimeout             Kind = 4  // proposed when block time passes a deadline
+	KindRollbackRelease     Kind = 5  // derived
+	KindRollbackAttestation Kind = 6  // signed by the rollback's executor
+	KindRetry               Kind = 7  // signed by an allowed submitter
+	KindAnnouncement        Kind = 8  // signed by a validator
+	KindEvidence            Kind = 9  // two conflicting signed votes
+	KindAttestations        Kind = 10 // several attestations under their executor's one signature
 )
 
 var kindNames = map[Kind]string{
 	KindSubmission: "submission", KindStageRelease: "stage_release", KindAttestation: "attestation",
 	KindTimeout: "timeout", KindRollbackRelease: "rollback_release", KindRollbackAttestation: "rollback_attestation",
-	KindRetry: "retry", KindAnnouncement: "announcement", KindEvidence: "evidence",
+	KindRetry: "retry", KindAnnouncement: "announcement", KindEvidence: "evidence", KindAttestations: "attestations",
 }
 
 // String names the kind as the JSON API does.
@@ -106,6 +107,8 @@ func (e Entry) Decode() (any, error) {
 		v = new(StageRecord)
 	case KindAttestation, KindRollbackAttestation:
 		v = new(Attestation)
+	case KindAttestations:
+		v = new(AttestationBatch)
 	case KindTimeout:
 		v = new(Timeout)
 	case KindRetry:
@@ -220,6 +223,72 @@ func (a *Attestation) Sign(key *PrivateKey, chainID string) error {
 func (a *Attestation) Verify(chainID string) error {
 	if err := Verify(DomainAttestation, chainID, a.SigningPayload(), a.Signature, a.Executor); err != nil {
 		return fmt.Errorf("attestation of task %q: %w", a.Task, err)
+	}
+	return nil
+}
+
+// AttestationBatch is one executor's attestations of several tasks or
+// rollbacks under one signature (KindAttestations). An executor attests
+// together what one block released to it, and checking a signature costs
+// every validator more than applying the attestation it covers. Each item
+// is applied as the Attestation it stands for; an item that no longer fits
+// when its block is applied (its task finished, timed out or moved to
+// another executor first) is skipped and changes nothing, so one late item
+// does not cost the others their place. A batch of which no item fits is
+// invalid.
+type AttestationBatch struct {
+	Items     []AttestationItem
+	Executor  Address
+	Signature Signature
+}
+
+// AttestationItem is one attestation of a batch: an Attestation without
+// its signer, which the batch names once.
+type AttestationItem struct {
+	Operation Hash
+	Task      string
+	Rollback  bool
+	Attempts  uint64
+	Output    []byte
+	Error     string
+	Permanent bool
+}
+
+// ItemOf returns the unsigned item of an attestation.
+func ItemOf(a *Attestation) AttestationItem {
+	return AttestationItem{Operation: a.Operation, Task: a.Task, Rollback: a.Rollback, Attempts: a.Attempts,
+		Output: a.Output, Error: a.Error, Permanent: a.Permanent}
+}
+
+// Attestation returns item i as the attestation it stands for, made by the
+// batch's executor; it carries no signature of its own.
+func (b *AttestationBatch) Attestation(i int) *Attestation {
+	it := b.Items[i]
+	return &Attestation{Operation: it.Operation, Task: it.Task, Rollback: it.Rollback, Attempts: it.Attempts,
+		Output: it.Output, Error: it.Error, Permanent: it.Permanent, Executor: b.Executor}
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (b *AttestationBatch) SigningPayload() []byte { return mustRLP([]any{b.Items, b.Executor}) }
+
+// Sign signs the batch with key, which becomes its executor.
+func (b *AttestationBatch) Sign(key *PrivateKey, chainID string) error {
+	b.Executor = key.Address()
+	sig, err := key.Sign(DomainAttestations, chainID, b.SigningPayload())
+	if err != nil {
+		return fmt.Errorf("sign attestations: %w", err)
+	}
+	b.Signature = sig
+	return nil
+}
+
+// Verify checks that the batch has items and is signed by its executor.
+func (b *AttestationBatch) Verify(chainID string) error {
+	if len(b.Items) == 0 {
+		return errors.New("attestations: the batch is empty")
+	}
+	if err := Verify(DomainAttestations, chainID, b.SigningPayload(), b.Signature, b.Executor); err != nil {
+		return fmt.Errorf("attestations of %d tasks: %w", len(b.Items), err)
 	}
 	return nil
 }

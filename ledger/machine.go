@@ -185,6 +185,13 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.vals.Has(b.Executor) {
 			return fmt.Errorf("attestation by %s: %w", b.Executor.Hex(), ErrNotValidator)
 		}
+	case *AttestationBatch:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.vals.Has(b.Executor) {
+			return fmt.Errorf("attestations by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
 	case *Announcement:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
@@ -387,34 +394,16 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
 		}
-		r, c, s, i, err := m.load(st, b.Operation, b.Task)
-		if err != nil {
-			return nil, err
-		}
 		if b.Rollback != (e.Kind == KindRollbackAttestation) {
 			return nil, fmt.Errorf("task %q: rollback flag does not match the entry kind", b.Task)
 		}
-		var acts []taskrt.Action
-		var evs []taskrt.Event
-		if b.Rollback {
-			if want := r.Tasks[i].RollbackExecutor; b.Executor != want {
-				return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", b.Task, b.Executor.Hex(), want.Hex(), ErrNotExecutor)
-			}
-			acts, evs, err = s.RollbackDone(i, b.Error == "", int(b.Attempts), b.Error)
-		} else {
-			if want := r.Tasks[i].Executor; b.Executor != want {
-				return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", b.Task, b.Executor.Hex(), want.Hex(), ErrNotExecutor)
-			}
-			acts, evs, err = s.TaskDone(i, m.judge(c, s, i, b))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("task %q: %w", b.Task, err)
-		}
-		hosts, err := st.Hosts()
-		if err != nil {
+		return m.applyAttestation(st, ctx, b, out)
+
+	case *AttestationBatch:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
 		}
-		return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+		return m.applyBatch(st, ctx, b, out)
 
 	case *Timeout:
 		r, err := st.Operation(b.Operation)
@@ -512,6 +501,65 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownKind, e.Kind)
+}
+
+// applyAttestation applies an attestation whose signature has been
+// checked: its signer must be the executor the ledger assigned.
+func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out *Applied) ([]Entry, error) {
+	r, c, s, i, err := m.load(st, a.Operation, a.Task)
+	if err != nil {
+		return nil, err
+	}
+	var acts []taskrt.Action
+	var evs []taskrt.Event
+	if a.Rollback {
+		if want := r.Tasks[i].RollbackExecutor; a.Executor != want {
+			return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
+		}
+		acts, evs, err = s.RollbackDone(i, a.Error == "", int(a.Attempts), a.Error)
+	} else {
+		if want := r.Tasks[i].Executor; a.Executor != want {
+			return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
+		}
+		acts, evs, err = s.TaskDone(i, m.judge(c, s, i, a))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task %q: %w", a.Task, err)
+	}
+	hosts, err := st.Hosts()
+	if err != nil {
+		return nil, err
+	}
+	return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+}
+
+// applyBatch applies each item of a checked batch that fits, in order, and
+// skips the others (see AttestationBatch); the records the items derive
+// follow the batch in item order.
+func (m *Machine) applyBatch(st *Overlay, ctx Context, b *AttestationBatch, out *Applied) ([]Entry, error) {
+	var (
+		derived []Entry
+		applied int
+		first   error
+	)
+	for i := range b.Items {
+		child, res := NewOverlay(st), &Applied{}
+		d, err := m.applyAttestation(child, ctx, b.Attestation(i), res)
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("item %d: %w", i, err)
+			}
+			continue
+		}
+		st.Absorb(child)
+		out.Results = append(out.Results, res.Results...)
+		derived = append(derived, d...)
+		applied++
+	}
+	if applied == 0 {
+		return nil, fmt.Errorf("none of the %d attestations fits the state; %w", len(b.Items), first)
+	}
+	return derived, nil
 }
 
 // load returns an operation's record, compiled form, kernel and the index

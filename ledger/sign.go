@@ -24,6 +24,7 @@ const (
 	DomainVote         Domain = "sagachain/vote/v1"
 	DomainSubmission   Domain = "sagachain/submission/v1"
 	DomainAttestation  Domain = "sagachain/attestation/v1"
+	DomainAttestations Domain = "sagachain/attestations/v1"
 	DomainAnnouncement Domain = "sagachain/announce/v1"
 )
 

@@ -103,7 +103,7 @@ func VerifyChain(g *Genesis, src BlockSource) (*VerifyReport, error) {
 			case KindSubmission:
 				rep.Operations++
 				rep.Signatures++
-			case KindAttestation, KindRollbackAttestation, KindRetry, KindAnnouncement:
+			case KindAttestation, KindRollbackAttestation, KindAttestations, KindRetry, KindAnnouncement:
 				rep.Signatures++
 			case KindEvidence:
 				rep.Signatures += 2
