@@ -97,7 +97,7 @@ func refusal(what string, err error) error {
 
 // Submit decodes an entry (its RLP, hex-encoded), checks that it is of a
 // kind clients submit (submission, retry, attestation, rollback
-// attestation, announcement, evidence), and hands it to the node, which
+// attestation, attestations, announcement, evidence), and hands it to the node, which
 // checks it against the committed state and queues it.
 func (api *API) Submit(entry hexutil.Bytes) (SubmitResult, error) {
 	var e ledger.Entry
