@@ -144,13 +144,7 @@ func (s *Submission) SigningPayload() []byte {
 
 // Sign signs the submission with key, which becomes its submitter.
 func (s *Submission) Sign(key *PrivateKey, chainID string) error {
-	s.Submitter = key.Address()
-	sig, err := key.Sign(DomainSubmission, chainID, s.SigningPayload())
-	if err != nil {
-		return fmt.Errorf("sign submission: %w", err)
-	}
-	s.Signature = sig
-	return nil
+	return seal(key, DomainSubmission, chainID, "submission", &s.Submitter, s.SigningPayload, &s.Signature)
 }
 
 // Verify checks that the submission is signed by its submitter.
@@ -210,13 +204,7 @@ func (a *Attestation) SigningPayload() []byte {
 
 // Sign signs the attestation with key, which becomes its executor.
 func (a *Attestation) Sign(key *PrivateKey, chainID string) error {
-	a.Executor = key.Address()
-	sig, err := key.Sign(DomainAttestation, chainID, a.SigningPayload())
-	if err != nil {
-		return fmt.Errorf("sign attestation: %w", err)
-	}
-	a.Signature = sig
-	return nil
+	return seal(key, DomainAttestation, chainID, "attestation", &a.Executor, a.SigningPayload, &a.Signature)
 }
 
 // Verify checks that the attestation is signed by its executor.
@@ -273,13 +261,7 @@ func (b *AttestationBatch) SigningPayload() []byte { return mustRLP([]any{b.Item
 
 // Sign signs the batch with key, which becomes its executor.
 func (b *AttestationBatch) Sign(key *PrivateKey, chainID string) error {
-	b.Executor = key.Address()
-	sig, err := key.Sign(DomainAttestations, chainID, b.SigningPayload())
-	if err != nil {
-		return fmt.Errorf("sign attestations: %w", err)
-	}
-	b.Signature = sig
-	return nil
+	return seal(key, DomainAttestations, chainID, "attestations", &b.Executor, b.SigningPayload, &b.Signature)
 }
 
 // Verify checks that the batch has items and is signed by its executor.
@@ -322,13 +304,7 @@ func (r *Retry) SigningPayload() []byte {
 
 // Sign signs the retry with key.
 func (r *Retry) Sign(key *PrivateKey, chainID string) error {
-	r.Submitter = key.Address()
-	sig, err := key.Sign(DomainRetry, chainID, r.SigningPayload())
-	if err != nil {
-		return fmt.Errorf("sign retry: %w", err)
-	}
-	r.Signature = sig
-	return nil
+	return seal(key, DomainRetry, chainID, "retry", &r.Submitter, r.SigningPayload, &r.Signature)
 }
 
 // Verify checks that the retry is signed by its submitter.
@@ -356,13 +332,7 @@ func (a *Announcement) SigningPayload() []byte {
 
 // Sign signs the announcement with key, which becomes its validator.
 func (a *Announcement) Sign(key *PrivateKey, chainID string) error {
-	a.Validator = key.Address()
-	sig, err := key.Sign(DomainAnnouncement, chainID, a.SigningPayload())
-	if err != nil {
-		return fmt.Errorf("sign announcement: %w", err)
-	}
-	a.Signature = sig
-	return nil
+	return seal(key, DomainAnnouncement, chainID, "announcement", &a.Validator, a.SigningPayload, &a.Signature)
 }
 
 // Verify checks that the announcement is signed by its validator.
@@ -377,6 +347,18 @@ func (a *Announcement) Verify(chainID string) error {
 // same height, round and type.
 type Evidence struct {
 	A, B Vote
+}
+
+// seal makes key the signer of a signed body and signs its payload, which
+// covers the signer: what every body's Sign does.
+func seal(key *PrivateKey, d Domain, chainID, what string, signer *Address, payload func() []byte, sig *Signature) error {
+	*signer = key.Address()
+	s, err := key.Sign(d, chainID, payload())
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", what, err)
+	}
+	*sig = s
+	return nil
 }
 
 func mustRLP(v any) []byte {
