@@ -71,6 +71,8 @@ type Node struct {
 	mu       sync.Mutex
 	listener net.Listener
 	ready    chan struct{}
+	// prunedAt is the head at the last pruneMempool that looked.
+	prunedAt atomic.Uint64
 	// waiters are the submissions acknowledged only once committed.
 	waiters map[ledger.Hash][]chan struct{}
 }
@@ -657,8 +659,15 @@ func (n *Node) HasWork() bool { return n.app.HasWork() }
 const staleHeights = 20
 
 // pruneMempool drops entries that still do not fit the state long after
-// they arrived.
+// they arrived. It looks once every staleHeights blocks, not at every
+// block: an entry that fits but waits (a node catching up holds the
+// submissions gossiped while it was behind until it replays their block)
+// was checked again at every block, half of a catch-up's time.
 func (n *Node) pruneMempool(head uint64) {
+	if last := n.prunedAt.Load(); head < last+staleHeights && head >= last {
+		return
+	}
+	n.prunedAt.Store(head)
 	var drop []ledger.Hash
 	for _, q := range n.mempool.All() {
 		if head > q.Since+staleHeights && n.check(q.Entry) != nil {

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/sagachain/sagachain/config"
+	"github.com/sagachain/sagachain/ledger"
+)
+
+// pruneMempool drops what has not fitted the state for staleHeights
+// blocks, keeps what fits, and looks only once every staleHeights blocks.
+func TestPruneMempool(t *testing.T) {
+	val, user := key(t, 1), key(t, 2)
+	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
+		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
+	cfg := config.Default()
+	cfg.ChainID = "test-chain"
+	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.store.Close() })
+	misfit := func(task string) ledger.Entry {
+		a := &ledger.Attestation{Operation: ledger.Hash{1}, Task: task}
+		if err := a.Sign(val, g.ChainID); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := ledger.NewEntry(ledger.KindAttestation, a)
+		return e
+	}
+	fits, early, late := submissionEntry(t, user, g.ChainID, 1), misfit("early"), misfit("late")
+	for _, e := range []ledger.Entry{fits, early} {
+		if err := n.mempool.Add(e, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		head       uint64
+		add        *ledger.Entry
+		early, fit bool
+	}{
+		{head: 5, early: true, fit: true},                 // nothing is stale yet
+		{head: staleHeights + 1, early: false, fit: true}, // looks: the misfit goes
+		{head: staleHeights + 2, add: &late, fit: true},   // late arrives, at head 0 as well
+		{head: 2 * staleHeights, fit: true},               // late is stale, but no look yet
+		{head: 2*staleHeights + 1, fit: true},             // looks again
+	} {
+		if step.add != nil {
+			if err := n.mempool.Add(*step.add, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.pruneMempool(step.head)
+		if got := n.mempool.Has(early.Hash()); got != step.early {
+			t.Errorf("head %d: early misfit queued = %v, want %v", step.head, got, step.early)
+		}
+		if got := n.mempool.Has(fits.Hash()); got != step.fit {
+			t.Errorf("head %d: fitting submission queued = %v, want %v", step.head, got, step.fit)
+		}
+		wantLate := step.head >= staleHeights+2 && step.head < 2*staleHeights+1
+		if got := n.mempool.Has(late.Hash()); got != wantLate {
+			t.Errorf("head %d: late misfit queued = %v, want %v", step.head, got, wantLate)
+		}
+	}
+}
