@@ -1,27 +1,16 @@
 package node
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 
-	"github.com/sagachain/sagachain/config"
 	"github.com/sagachain/sagachain/ledger"
 )
 
 // pruneMempool drops what has not fitted the state for staleHeights
 // blocks, keeps what fits, and looks only once every staleHeights blocks.
 func TestPruneMempool(t *testing.T) {
-	val, user := key(t, 1), key(t, 2)
-	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
-		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
-	cfg := config.Default()
-	cfg.ChainID = "test-chain"
-	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.store.Close() })
+	n, user := newIdleNode(t)
+	g, val := n.Genesis(), key(t, 1)
 	misfit := func(task string) ledger.Entry {
 		a := &ledger.Attestation{Operation: ledger.Hash{1}, Task: task}
 		if err := a.Sign(val, g.ChainID); err != nil {

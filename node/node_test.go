@@ -44,11 +44,7 @@ func startNode(t testing.TB, home string) *testNode {
 // startNodeWith is startNode with a change to the default configuration.
 func startNodeWith(t testing.TB, home string, configure func(*config.Config)) *testNode {
 	t.Helper()
-	val, user := key(t, 1), key(t, 2)
-	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
-		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
-	cfg := config.Default()
-	cfg.ChainID = "test-chain"
+	g, cfg, val, user := oneValidator(t)
 	cfg.RPC.Listen = "127.0.0.1:0"
 	if configure != nil {
 		configure(&cfg)
@@ -62,6 +58,31 @@ func startNodeWith(t testing.TB, home string, configure func(*config.Config)) *t
 	tn.launch()
 	tn.ready(t)
 	return tn
+}
+
+// oneValidator is the network of startNode: a genesis with one validator
+// and one submitter, the default config for its chain, and their keys.
+func oneValidator(t testing.TB) (*ledger.Genesis, config.Config, *ledger.PrivateKey, *ledger.PrivateKey) {
+	t.Helper()
+	val, user := key(t, 1), key(t, 2)
+	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
+		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
+	cfg := config.Default()
+	cfg.ChainID = "test-chain"
+	return g, cfg, val, user
+}
+
+// newIdleNode makes the one-validator node of startNode, in memory, without
+// running it, for tests that call its parts; it returns the submitter key.
+func newIdleNode(t testing.TB) (*Node, *ledger.PrivateKey) {
+	t.Helper()
+	g, cfg, val, user := oneValidator(t)
+	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.store.Close() })
+	return n, user
 }
 
 // newTestNode wraps n, ready to launch, and stops it when the test ends.

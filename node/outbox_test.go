@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/rlp"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/sagachain/sagachain/config"
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/p2p"
 )
@@ -144,16 +141,8 @@ func TestOutboxRunSendsEverythingInOrder(t *testing.T) {
 // A batch is accepted only when every new entry in it is authentic, and
 // ignored when the node holds them all.
 func TestValidateEntryBatch(t *testing.T) {
-	val, user, stranger := key(t, 1), key(t, 2), key(t, 9)
-	g := &ledger.Genesis{ChainID: "test-chain", Time: 1, Validators: []ledger.GenesisValidator{{Address: val.Address()}},
-		Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
-	cfg := config.Default()
-	cfg.ChainID = "test-chain"
-	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.store.Close() })
+	n, user := newIdleNode(t)
+	g, stranger := n.Genesis(), key(t, 9)
 	p := &p2pNetwork{n: n, self: peer.ID("self")}
 	good1, good2 := submissionEntry(t, user, g.ChainID, 1), submissionEntry(t, user, g.ChainID, 2)
 	forged := submissionEntry(t, stranger, g.ChainID, 3)
