@@ -24,6 +24,7 @@ import (
 	"github.com/sagachain/sagachain/node/monitor"
 	"github.com/sagachain/sagachain/node/rpc"
 	"github.com/sagachain/sagachain/taskrt"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options are what a Node is made of.
@@ -413,28 +414,29 @@ func (n *Node) catchUpFrom(ctx context.Context, peer string, target uint64) (uin
 // recovery is most of the cost of catching up. Failures are left for the
 // in-order pass to report.
 func (n *Node) preverify(recs []BlockRecord) {
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(recs); i = int(next.Add(1)) - 1 {
-				b := recs[i].Block
-				// Not the certificate inside the block: its signatures are
-				// mostly those of the previous record's certificate, which
-				// another worker is checking at the same time.
-				_ = n.machine.VerifyCommit(b.Header.Height, b.Hash(), recs[i].Commit)
-				_ = n.machine.VerifyBlockSignature(b)
-				for _, e := range b.Entries {
-					_ = n.machine.Authenticate(e)
-				}
-			}
-		}()
+	_ = onAllCores(len(recs), func(i int) error {
+		b := recs[i].Block
+		// Not the certificate inside the block: its signatures are mostly
+		// those of the previous record's certificate, which another worker
+		// is checking at the same time.
+		_ = n.machine.VerifyCommit(b.Header.Height, b.Hash(), recs[i].Commit)
+		_ = n.machine.VerifyBlockSignature(b)
+		for _, e := range b.Entries {
+			_ = n.machine.Authenticate(e)
+		}
+		return nil
+	})
+}
+
+// onAllCores calls f(0), …, f(n-1), as many at once as there are cores,
+// and returns the first error once all have returned.
+func onAllCores(n int, f func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range n {
+		g.Go(func() error { return f(i) })
 	}
-	wg.Wait()
+	return g.Wait()
 }
 
 // Ready is closed once the node serves RPC and runs consensus.

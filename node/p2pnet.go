@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/sagachain/sagachain/consensus"
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/p2p"
-	"golang.org/x/sync/errgroup"
 )
 
 // p2pNetwork is the node's Network over libp2p: entries and consensus
@@ -180,12 +178,7 @@ func (p *p2pNetwork) validateEntry(from peer.ID, data []byte) p2p.Verdict {
 	if len(fresh) == 0 {
 		return p2p.Ignore
 	}
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for _, e := range fresh {
-		g.Go(func() error { return p.n.machine.Authenticate(e) })
-	}
-	if g.Wait() != nil {
+	if onAllCores(len(fresh), func(i int) error { return p.n.machine.Authenticate(fresh[i]) }) != nil {
 		return p2p.Reject
 	}
 	return p2p.Accept

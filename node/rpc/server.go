@@ -97,8 +97,8 @@ func refusal(what string, err error) error {
 
 // Submit decodes an entry (its RLP, hex-encoded), checks that it is of a
 // kind clients submit (submission, retry, attestation, rollback
-// attestation, attestations, announcement, evidence), and hands it to the node, which
-// checks it against the committed state and queues it.
+// attestation, attestations, announcement, evidence), and hands it to the
+// node, which checks it against the committed state and queues it.
 func (api *API) Submit(entry hexutil.Bytes) (SubmitResult, error) {
 	var e ledger.Entry
 	if err := rlp.DecodeBytes(entry, &e); err != nil {
