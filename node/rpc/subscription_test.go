@@ -14,20 +14,27 @@ import (
 	"github.com/sagachain/sagachain/taskrt"
 )
 
+// submitTrip serves a test backend, submits the trip to it, and returns the
+// backend, a client and the operation's id. The client dials http:// and
+// opens a WebSocket for subscriptions.
+func submitTrip(t *testing.T) (*testBackend, *Client, common.Hash) {
+	t.Helper()
+	b := newTestBackend(t)
+	c := dial(t, serve(t, b))
+	res, err := c.Submit(context.Background(), b.submission(b.user, tripYAML, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, c, *res.ID
+}
+
 // A client that submits and then subscribes sees the operation from the
 // block that records it to its final status, one view per block that
 // changes it, each the machine's view at that block; then the subscription
 // ends by itself.
 func TestOperationEventsFollowsAnOperationToItsEnd(t *testing.T) {
-	b := newTestBackend(t)
-	// An http:// client opens a WebSocket for subscriptions.
-	c := dial(t, serve(t, b))
+	b, c, id := submitTrip(t)
 	ctx := context.Background()
-	res, err := c.Submit(ctx, b.submission(b.user, tripYAML, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := *res.ID
 	views := make(chan taskrt.OperationView)
 	sub, err := c.SubscribeOperation(ctx, id, views)
 	if err != nil {
@@ -63,14 +70,8 @@ func TestOperationEventsFollowsAnOperationToItsEnd(t *testing.T) {
 // that rolls back goes running, rolling_back, rolled_back, however many
 // blocks it takes, and each status names the block that set it.
 func TestOperationStatusSendsEachStatusOnce(t *testing.T) {
-	b := newTestBackend(t)
-	c := dial(t, serve(t, b))
+	b, c, id := submitTrip(t)
 	ctx := context.Background()
-	res, err := c.Submit(ctx, b.submission(b.user, tripYAML, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := *res.ID
 	ch := make(chan OperationStatus, 16)
 	sub, err := c.SubscribeOperationStatus(ctx, id, ch)
 	if err != nil {
