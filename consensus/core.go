@@ -845,10 +845,12 @@ func (c *Core) onProposal(p *Proposal) {
 	if c.storable(p.Round) {
 		rs = c.roundState(p.Round)
 		if old := rs.proposal; old != nil {
-			// The first proposal of a round is the one. The same signature
-			// again is a duplicate (a tampered copy would not verify); a
-			// different one is the proposer's equivocation, which only its
-			// votes are evidence of.
+			// The first whole proposal of a round is the one. The same
+			// signature again is a copy of it, or a copy whose body a relay
+			// changed (the signature covers only the block hash); the
+			// stored one passed wholeBlock, so either way the copy adds
+			// nothing. A different signature is the proposer's
+			// equivocation, which only its votes are evidence of.
 			if old.Signature != p.Signature && p.Verify(c.cfg.ChainID, proposer) == nil {
 				c.seen(pi, p.Round)
 			}
@@ -861,6 +863,13 @@ func (c *Core) onProposal(p *Proposal) {
 	}
 	c.seen(pi, p.Round)
 	if rs != nil {
+		// Before anything is kept or voted on: a relay may have paired the
+		// signed header with another body, and storing that copy would
+		// make the genuine one a duplicate.
+		if err := wholeBlock(&p.Block); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("%w: proposal %d/%d: %w", ErrInvalidMessage, p.Height, p.Round, err))
+			return
+		}
 		id := p.Block.Hash()
 		if err := c.checkPOL(p, id); err != nil {
 			c.errs = append(c.errs, fmt.Errorf("%w: proposal %d/%d: %w", ErrInvalidMessage, p.Height, p.Round, err))
@@ -961,6 +970,19 @@ func (c *Core) validBlockOf(b *ledger.Block, id ledger.Hash) error {
 	return err
 }
 
+// wholeBlock checks that a block's body is the one its proposer signed:
+// entries root and last-commit hash against what it carries, and the
+// proposer's signature over the header. A proposal's signature covers the
+// block hash, which covers the header only; once this passes, the hash
+// stands for the whole block, so the core may key verdicts on it and
+// commit the instance it kept.
+func wholeBlock(b *ledger.Block) error {
+	if err := b.CheckBody(); err != nil {
+		return err
+	}
+	return b.VerifySignature()
+}
+
 func (c *Core) checkBlock(b *ledger.Block) error {
 	h := &b.Header
 	switch {
@@ -970,9 +992,6 @@ func (c *Core) checkBlock(b *ledger.Block) error {
 		return fmt.Errorf("height %d, want %d", h.Height, c.height)
 	case h.Proposer != c.vals.Proposer(h.Height, h.Round):
 		return fmt.Errorf("proposer %s is not the proposer %s of its round", h.Proposer.Hex(), c.vals.Proposer(h.Height, h.Round).Hex())
-	}
-	if err := b.VerifySignature(); err != nil {
-		return err
 	}
 	return c.app.ValidateBlock(b)
 }

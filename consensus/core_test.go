@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ func makeBlock(t testing.TB, key *ledger.PrivateKey, h, r uint64, tag uint64) *l
 	b := &ledger.Block{Header: ledger.Header{ChainID: testChainID, Height: h, Round: r, Time: 1000 + tag, Proposer: key.Address()},
 		Entries: []ledger.Entry{e}}
 	b.Header.EntriesRoot = ledger.EntriesRoot(b.Entries)
+	b.Header.LastCommitHash = b.LastCommit.Hash()
 	if err := b.Sign(key); err != nil {
 		t.Fatal(err)
 	}
@@ -499,11 +501,14 @@ func TestInvalidProposals(t *testing.T) {
 			}
 			return proposalMsg(t, keys[1], 1, 0, -1, b, nil)
 		}, ErrInvalidBlock, false},
+		// The block signature is outside the hash the proposal signs, so a
+		// relay can break it: the copy is refused, not kept as the round's
+		// proposal (see TestTamperedBodyIsRefusedOnArrival).
 		{"block signature broken", func(*node) Message {
 			b := good()
 			b.Signature[3] ^= 1
 			return proposalMsg(t, keys[1], 1, 0, -1, b, nil)
-		}, ErrInvalidBlock, false},
+		}, ErrInvalidMessage, true},
 		{"block of another height", func(*node) Message {
 			return proposalMsg(t, keys[1], 1, 0, -1, makeBlock(t, keys[1], 2, 0, 1), nil)
 		}, ErrInvalidBlock, false},
@@ -527,6 +532,119 @@ func TestInvalidProposals(t *testing.T) {
 			}
 			wantVote(t, rd, ledger.Prevote, 0, nilHash)
 		})
+	}
+}
+
+// tamper returns copies of p whose block keeps its signed header but not
+// its body: what a relay can make of a genuine proposal, since the
+// proposal's signature covers only the block hash.
+func tamper(t testing.TB, p *Proposal) map[string]*Proposal {
+	t.Helper()
+	other, err := ledger.NewEntry(ledger.KindSubmission, &ledger.Submission{Operation: []byte(`{"forged":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyOf := func(f func(b *ledger.Block)) *Proposal {
+		q := *p
+		q.Block.Entries = slices.Clone(p.Block.Entries)
+		q.Block.LastCommit.Signatures = slices.Clone(p.Block.LastCommit.Signatures)
+		f(&q.Block)
+		return &q
+	}
+	return map[string]*Proposal{
+		"other entries":     copyOf(func(b *ledger.Block) { b.Entries = []ledger.Entry{other} }),
+		"an entry more":     copyOf(func(b *ledger.Block) { b.Entries = append(b.Entries, other) }),
+		"no entries":        copyOf(func(b *ledger.Block) { b.Entries = nil }),
+		"other certificate": copyOf(func(b *ledger.Block) { b.LastCommit.Round++ }),
+		"broken signature":  copyOf(func(b *ledger.Block) { b.Signature[7] ^= 1 }),
+	}
+}
+
+// A relay that passes on a genuine proposal with another body, ahead of the
+// genuine copy, neither stalls the round nor gets its body committed: the
+// copy is refused on arrival, the genuine one that follows is voted for,
+// and the decision carries the genuine body. On a2a74ac the copy was kept
+// as the round's proposal, the genuine one dropped as a duplicate, and the
+// tampered body committed (or, when the app caught it, the round lost).
+func TestTamperedBodyIsRefusedOnArrival(t *testing.T) {
+	keys, vals := testKeys(t, 4)
+	b := makeBlock(t, keys[1], 1, 0, 1)
+	id := b.Hash()
+	genuine := proposalMsg(t, keys[1], 1, 0, -1, b, nil)
+	for name, forged := range tamper(t, genuine.Proposal) {
+		t.Run(name, func(t *testing.T) {
+			n := newNode(t, keys, vals, 0, 1, PersistedState{})
+			n.start()
+			rd, err := n.stepErr(Message{Proposal: forged})
+			if !errors.Is(err, ErrInvalidMessage) {
+				t.Fatalf("tampered copy: error %v, want %v", err, ErrInvalidMessage)
+			}
+			if len(rd.Messages) != 0 {
+				t.Fatalf("tampered copy got %v", rd.Messages)
+			}
+			wantVote(t, n.step(genuine), ledger.Prevote, 0, id)
+			for _, k := range keys[1:3] {
+				n.step(voteMsg(t, k, ledger.Prevote, 1, 0, id))
+			}
+			// The copy again, now that the genuine proposal is kept.
+			if rd, _ := n.stepErr(Message{Proposal: forged}); !rd.IsEmpty() {
+				t.Fatalf("tampered copy after the genuine one gave %+v", rd)
+			}
+			n.step(voteMsg(t, keys[1], ledger.Precommit, 1, 0, id))
+			rd = n.step(voteMsg(t, keys[2], ledger.Precommit, 1, 0, id))
+			if rd.Commit == nil {
+				t.Fatalf("no decision: %+v", rd)
+			}
+			assertGenuine(t, rd.Commit.Block, b)
+		})
+	}
+}
+
+// A re-proposal is a second chance for a relay: the block was judged valid
+// in an earlier round, and on a2a74ac the verdict, kept by hash, covered a
+// tampered body of the re-proposal, which was then committed.
+func TestTamperedReproposalIsRefused(t *testing.T) {
+	keys, vals := testKeys(t, 4)
+	b := makeBlock(t, keys[1], 1, 0, 1)
+	id := b.Hash()
+	for name, forged := range tamper(t, proposalMsg(t, keys[2], 1, 1, 0, b, polOf(t, keys[1:], 1, 0, id)).Proposal) {
+		t.Run(name, func(t *testing.T) {
+			n := newNode(t, keys, vals, 0, 1, PersistedState{})
+			n.start()
+			wantVote(t, n.step(proposalMsg(t, keys[1], 1, 0, -1, b, nil)), ledger.Prevote, 0, id)
+			for _, k := range keys[1:] {
+				n.step(voteMsg(t, k, ledger.Precommit, 1, 0, nilHash))
+			}
+			n.timeout(StepPrecommit)
+			if st := n.core.Status(); st.Round != 1 {
+				t.Fatalf("status %+v, want round 1", st)
+			}
+			if _, err := n.stepErr(Message{Proposal: forged}); !errors.Is(err, ErrInvalidMessage) {
+				t.Fatalf("tampered re-proposal: error %v, want %v", err, ErrInvalidMessage)
+			}
+			for _, k := range keys[1:] {
+				n.step(voteMsg(t, k, ledger.Precommit, 1, 1, id))
+			}
+			// The precommits alone do not commit: the round's proposal is
+			// still missing, and the copy was not taken for it.
+			rd := n.step(proposalMsg(t, keys[2], 1, 1, 0, b, polOf(t, keys[1:], 1, 0, id)))
+			if rd.Commit == nil {
+				t.Fatalf("no decision: %+v", rd)
+			}
+			assertGenuine(t, rd.Commit.Block, b)
+		})
+	}
+}
+
+// assertGenuine fails unless got is want's very body: header, entries,
+// certificate and signature.
+func assertGenuine(t testing.TB, got, want *ledger.Block) {
+	t.Helper()
+	if err := got.CheckBody(); err != nil {
+		t.Fatalf("decided a block whose body disagrees with its header: %v", err)
+	}
+	if !bytes.Equal(mustRLP(t, got), mustRLP(t, want)) {
+		t.Fatalf("decided block %s is not the genuine one", got.Hash().TerminalString())
 	}
 }
 

@@ -88,3 +88,20 @@ func CheckEntriesRoot(b *Block) error {
 	}
 	return nil
 }
+
+// CheckBody checks that the body b carries is the one its header commits
+// to: the entries root and the last-commit hash of the header match the
+// entries and the certificate carried. A block's hash covers only its
+// header, so without this check a relay can pair a genuine signed header
+// with other entries or another certificate. Once it passes and the
+// proposer's signature verifies, the header hash identifies the whole
+// block and may key what was learnt about it.
+func (b *Block) CheckBody() error {
+	if err := CheckEntriesRoot(b); err != nil {
+		return fmt.Errorf("block %d: %w", b.Header.Height, err)
+	}
+	if b.Header.LastCommitHash != b.LastCommit.Hash() {
+		return fmt.Errorf("block %d: last commit hash %s does not match the certificate carried", b.Header.Height, b.Header.LastCommitHash)
+	}
+	return nil
+}
