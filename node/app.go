@@ -21,9 +21,13 @@ type App struct {
 	// now is the local clock, an input so tests can drive it.
 	now func() time.Time
 
-	mu      sync.Mutex
-	checked map[ledger.Hash]*applied // blocks validated, by hash, until commit
-	built   map[ledger.Hash]*applied // blocks this node built, by hash, until commit
+	mu sync.Mutex
+	// checked and built are keyed by block hash, which covers the header
+	// only: an entry is made, and looked up, only for a block whose body
+	// wholeBlock has bound to its header (or that this node built), and
+	// holds the very instance that was checked.
+	checked map[ledger.Hash]*applied // blocks validated, until commit
+	built   map[ledger.Hash]*applied // blocks this node built, until commit
 	// parent is the head as Parent last read it: reading it means decoding
 	// the whole head block, and consensus asks several times per height.
 	parent ledger.Parent
@@ -33,7 +37,8 @@ type App struct {
 type applied struct {
 	overlay *ledger.Overlay
 	results *ledger.Applied
-	// block is the block ProposeBlock built, for the blocks it built.
+	// block is the instance that was built or validated: the one a commit
+	// writes, whatever copy consensus hands back.
 	block *ledger.Block
 }
 
@@ -169,12 +174,6 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 func (a *App) ValidateBlock(b *ledger.Block) error {
 	hash := b.Hash()
 	a.mu.Lock()
-	_, done := a.checked[hash]
-	a.mu.Unlock()
-	if done {
-		return nil
-	}
-	a.mu.Lock()
 	ap := a.built[hash]
 	a.mu.Unlock()
 	if ap != nil && builtHere(ap.block, b) {
@@ -184,6 +183,16 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 		a.mu.Lock()
 		a.checked[hash] = ap
 		a.mu.Unlock()
+		return nil
+	}
+	// The body first: the hash that keys checked says nothing about it.
+	if err := a.wholeBlock(b); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	_, done := a.checked[hash]
+	a.mu.Unlock()
+	if done {
 		return nil
 	}
 	p, err := a.Parent()
@@ -196,9 +205,6 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	if limit := uint64(a.now().UnixMilli()) + a.params.MaxClockDriftMS; b.Header.Time > limit {
 		return fmt.Errorf("block %d: time %d is ahead of this node's clock by more than %d ms", b.Header.Height, b.Header.Time, a.params.MaxClockDriftMS)
 	}
-	if err := ledger.CheckEntriesRoot(b); err != nil {
-		return fmt.Errorf("block %d: %w", b.Header.Height, err)
-	}
 	if len(b.Entries) > a.params.MaxBlockEntries {
 		return fmt.Errorf("block %d: %d entries, over the limit of %d", b.Header.Height, len(b.Entries), a.params.MaxBlockEntries)
 	}
@@ -210,10 +216,21 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 		}
 		ap = &applied{overlay: ov, results: res}
 	}
+	ap.block = b
 	a.mu.Lock()
 	a.checked[hash] = ap
 	a.mu.Unlock()
 	return nil
+}
+
+// wholeBlock checks that b's body is the one its proposer signed (see
+// ledger.Block.CheckBody); the signature check is remembered, so gossip,
+// consensus and commit share it.
+func (a *App) wholeBlock(b *ledger.Block) error {
+	if err := b.CheckBody(); err != nil {
+		return err
+	}
+	return a.machine.VerifyBlockSignature(b)
 }
 
 // builtHere reports whether b is the block built, or a copy of it that
@@ -246,6 +263,9 @@ func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []by
 	if ap == nil {
 		return nil, nil, ErrNotValidated
 	}
+	// The instance validated, not b: they share a hash, and only the
+	// validated one is known to carry the entries its header commits to.
+	b = ap.block
 	ops, hosts := ap.overlay.Changes()
 	hashes := ledger.EntryHashes(b.Entries)
 	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState,

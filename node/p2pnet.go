@@ -201,7 +201,8 @@ func (p *p2pNetwork) onEntry(_ peer.ID, data []byte) {
 	}
 }
 
-// validateConsensus admits proposals and votes signed by validators.
+// validateConsensus admits proposals and votes signed by validators, and
+// proposals only with the body their block's header commits to.
 // Height is not judged here: a message from ahead is how a node learns it
 // must catch up, and the core ignores what is behind.
 func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
@@ -217,6 +218,13 @@ func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
 		}
 	case m.Proposal != nil:
 		if m.Proposal.Verify(chainID, vals.Proposer(m.Proposal.Height, m.Proposal.Round)) != nil {
+			return p2p.Reject
+		}
+		// The proposal's signature covers the block hash, the header's: a
+		// copy whose body a relay changed verifies as well. No honest peer
+		// forwards one, so it is refused here, before it is passed on or
+		// reaches the core, and the relay's score pays for it.
+		if p.n.app.wholeBlock(&m.Proposal.Block) != nil {
 			return p2p.Reject
 		}
 	}
