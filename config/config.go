@@ -76,9 +76,14 @@ type P2PConfig struct {
 type ConsensusConfig struct {
 	// TimeoutPropose is how long a round waits for a proposal before voting nil.
 	TimeoutPropose time.Duration `mapstructure:"timeout_propose"`
-	// MaxBlockEntries bounds the entries of one block.
+	// MaxBlockEntries caps the entries of a block this node proposes; the
+	// genesis max_block_entries, which every validator holds blocks to,
+	// caps it in turn.
 	MaxBlockEntries int `mapstructure:"max_block_entries"`
-	// MaxBlockInterval bounds how long a waiting entry waits for its block.
+	// MaxBlockInterval bounds how long work that no arriving entry
+	// announces, a task deadline that has passed, waits before an idle
+	// validator starts a block for it: how often it looks for such work.
+	// An observer looks as often for the blocks it has seen messages of.
 	MaxBlockInterval time.Duration `mapstructure:"max_block_interval"`
 }
 
@@ -121,7 +126,7 @@ func Default() Config {
 		Consensus: ConsensusConfig{
 			TimeoutPropose:   time.Second,
 			MaxBlockEntries:  5000,
-			MaxBlockInterval: time.Second,
+			MaxBlockInterval: 200 * time.Millisecond,
 		},
 		Limits: LimitsConfig{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10},
 	}

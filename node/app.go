@@ -18,6 +18,10 @@ type App struct {
 	mempool *Mempool
 	key     *ledger.PrivateKey
 	params  ledger.Params
+	// proposeEntries caps the entries of a block this node proposes:
+	// consensus.max_block_entries, at most the genesis max_block_entries
+	// that every validator holds blocks to.
+	proposeEntries int
 	// now is the local clock, an input so tests can drive it.
 	now func() time.Time
 
@@ -44,7 +48,7 @@ type applied struct {
 
 // NewApp returns the application over a store.
 func NewApp(m *ledger.Machine, s ledger.Store, mp *Mempool, key *ledger.PrivateKey, now func() time.Time) *App {
-	return &App{machine: m, store: s, mempool: mp, key: key, params: m.Genesis().Params, now: now,
+	return &App{machine: m, store: s, mempool: mp, key: key, params: m.Genesis().Params, proposeEntries: m.Genesis().Params.MaxBlockEntries, now: now,
 		checked: make(map[ledger.Hash]*applied), built: make(map[ledger.Hash]*applied)}
 }
 
@@ -124,7 +128,7 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 	var stale []ledger.Hash
 	size := 0
 	res := &ledger.Applied{}
-	for _, e := range append(due, a.mempool.Pending(a.params.MaxBlockEntries)...) {
+	for _, e := range append(due, a.mempool.Pending(a.proposeEntries)...) {
 		// Tried on a child, so an entry that does not fit in the block
 		// leaves the block's state untouched.
 		child, part := ledger.NewOverlay(ov), &ledger.Applied{}
@@ -139,7 +143,7 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 		for _, g := range got {
 			n += len(g.Body) + 8
 		}
-		if len(entries)+len(got) > a.params.MaxBlockEntries || size+n > a.params.MaxBlockBytes {
+		if len(entries)+len(got) > a.proposeEntries || size+n > a.params.MaxBlockBytes {
 			break // the rest waits for the next block
 		}
 		ov.Absorb(child)
@@ -205,6 +209,10 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 	if limit := uint64(a.now().UnixMilli()) + a.params.MaxClockDriftMS; b.Header.Time > limit {
 		return fmt.Errorf("block %d: time %d is ahead of this node's clock by more than %d ms", b.Header.Height, b.Header.Time, a.params.MaxClockDriftMS)
 	}
+	// The genesis bound, not this node's consensus.max_block_entries:
+	// validity must be the same on every honest validator, or validators
+	// configured differently could not agree on any block a proposer
+	// configured higher cuts.
 	if len(b.Entries) > a.params.MaxBlockEntries {
 		return fmt.Errorf("block %d: %d entries, over the limit of %d", b.Header.Height, len(b.Entries), a.params.MaxBlockEntries)
 	}

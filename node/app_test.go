@@ -1,6 +1,9 @@
 package node
 
 import (
+	"encoding/json"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/rlp"
@@ -44,5 +47,45 @@ func TestBuiltHereTrustsOnlyTheBuiltEntries(t *testing.T) {
 	}
 	if builtHere(nil, &copied) {
 		t.Error("no built block counts as built here")
+	}
+}
+
+// consensus.max_block_entries caps the blocks this node proposes, and the
+// rest of the mempool waits for the next block. On a2a74ac the key was
+// checked and documented but never read: the block took all three.
+func TestProposedBlocksHoldAtMostMaxBlockEntries(t *testing.T) {
+	g, cfg, val, user := oneValidator(t)
+	cfg.Consensus.MaxBlockEntries = 2
+	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.store.Close() })
+	op, err := json.Marshal(map[string]any{"name": "capped", "tasks": []any{map[string]any{"id": "a", "run": "noop"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for nonce := range uint64(3) {
+		s := &ledger.Submission{Operation: op, Nonce: nonce}
+		if err := s.Sign(user, g.ChainID); err != nil {
+			t.Fatal(err)
+		}
+		e, err := ledger.NewEntry(ledger.KindSubmission, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.queue(e); err != nil {
+			t.Fatalf("submission %d: %v", nonce, err)
+		}
+	}
+	b, err := n.app.ProposeBlock(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Entries) != 2 {
+		t.Fatalf("proposed %d entries, want consensus.max_block_entries = 2", len(b.Entries))
+	}
+	if n.mempool.Len() != 3 {
+		t.Fatalf("mempool holds %d entries, want all 3 until a block commits them", n.mempool.Len())
 	}
 }

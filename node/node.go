@@ -127,6 +127,7 @@ func New(opts Options) (*Node, error) {
 	n := &Node{opts: opts, log: opts.Log, badger: st, store: newCachedStore(st), machine: m, registry: reg, ready: make(chan struct{}),
 		mempool: NewMempool(100_000), waiters: make(map[ledger.Hash][]chan struct{})}
 	n.app = NewApp(m, n.store, n.mempool, opts.Key, opts.Now)
+	n.app.proposeEntries = min(opts.Config.Consensus.MaxBlockEntries, g.Params.MaxBlockEntries)
 	n.metrics = metrics.New(nil)
 	n.signState = &memState{}
 	if !opts.InMemory {
@@ -165,7 +166,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second}, n.log)
+	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second,
+		Poll: n.opts.Config.Consensus.MaxBlockInterval}, n.log)
 	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queueOwn, n.log)
 	n.executor.finished = n.metrics.TaskFinished
 	defer n.executor.Wait()
