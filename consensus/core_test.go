@@ -62,7 +62,8 @@ func makeBlock(t testing.TB, key *ledger.PrivateKey, h, r uint64, tag uint64) *l
 }
 
 // testApp builds blocks with its key and refuses the blocks listed in
-// invalid.
+// invalid. The node harness below serves the core's requests with it, as
+// the driver does.
 type testApp struct {
 	t          testing.TB
 	key        *ledger.PrivateKey
@@ -91,12 +92,15 @@ type node struct {
 	core *Core
 	app  *testApp
 	disk PersistedState
+	// held keeps the validation requests unanswered, for tests that
+	// answer them by hand; nil answers each at once.
+	held *[]ValidationRequest
 }
 
 func newNode(t testing.TB, keys []*ledger.PrivateKey, vals *ledger.ValidatorSet, i int, height uint64, disk PersistedState) *node {
 	t.Helper()
 	app := &testApp{t: t, key: keys[i], invalid: map[ledger.Hash]error{}}
-	c, err := NewCore(testConfig(keys[i], vals), height, disk, app)
+	c, err := NewCore(testConfig(keys[i], vals), height, disk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +108,11 @@ func newNode(t testing.TB, keys []*ledger.PrivateKey, vals *ledger.ValidatorSet,
 }
 
 // handle applies a Ready the way the driver contract says and checks that
-// every message it sends is covered by what is on disk by then.
-func (n *node) handle(rd Ready) Ready {
+// every message it sends is covered by what is on disk by then. It then
+// answers the Ready's requests from the app, as the driver does, and
+// returns everything the core asked for along the way in one Ready, with
+// the errors of the answers.
+func (n *node) handle(rd Ready) (Ready, error) {
 	n.t.Helper()
 	if rd.Persist != nil {
 		n.disk = *rd.Persist
@@ -115,7 +122,71 @@ func (n *node) handle(rd Ready) Ready {
 			n.t.Fatalf("sent before persisted: %v", err)
 		}
 	}
+	var (
+		next []Ready
+		errs []error
+	)
+	if r := rd.ProposalRequest; r != nil {
+		if b, err := n.app.ProposeBlock(r.Height, r.Round); err != nil {
+			errs = append(errs, err)
+		} else {
+			got, err := n.core.Proposed(b)
+			next, errs = append(next, got), append(errs, err)
+		}
+	}
+	for _, v := range rd.Validations {
+		if n.held != nil {
+			*n.held = append(*n.held, v)
+			continue
+		}
+		got, err := n.core.Validated(v.Hash, n.app.ValidateBlock(v.Block))
+		next, errs = append(next, got), append(errs, err)
+	}
+	for _, got := range next {
+		got, err := n.handle(got)
+		errs = append(errs, err)
+		rd = merge(n.t, rd, got)
+	}
+	return rd, errors.Join(errs...)
+}
+
+// merge returns a followed by b, as one Ready; the requests are those
+// already answered.
+func merge(t testing.TB, a, b Ready) Ready {
+	t.Helper()
+	if a.Commit != nil && b.Commit != nil {
+		t.Fatalf("two decisions from one input: %v and %v", a.Commit.Block.Hash(), b.Commit.Block.Hash())
+	}
+	if b.Commit != nil {
+		a.Commit = b.Commit
+	}
+	if b.Persist != nil {
+		a.Persist = b.Persist
+	}
+	a.Messages = append(a.Messages, b.Messages...)
+	a.Timeouts = append(a.Timeouts, b.Timeouts...)
+	a.Evidence = append(a.Evidence, b.Evidence...)
+	a.Validations = append(a.Validations, b.Validations...)
+	if b.ProposalRequest != nil {
+		a.ProposalRequest = b.ProposalRequest
+	}
+	return a
+}
+
+// must fails the test on err, which the call that gave rd returned.
+func (n *node) must(what string, rd Ready, err error) Ready {
+	n.t.Helper()
+	if err != nil {
+		n.t.Fatalf("%s: %v", what, err)
+	}
 	return rd
+}
+
+// handled is handle for a Ready and error of the core.
+func (n *node) handled(rd Ready, err error) (Ready, error) {
+	n.t.Helper()
+	rd, err2 := n.handle(rd)
+	return rd, errors.Join(err, err2)
 }
 
 // covered checks the persist-before-send rule for one message: the disk
@@ -149,37 +220,27 @@ func covered(disk PersistedState, m Message) error {
 
 func (n *node) start() Ready {
 	n.t.Helper()
-	rd, err := n.core.Start()
-	if err != nil {
-		n.t.Fatalf("Start: %v", err)
-	}
-	return n.handle(rd)
+	rd, err := n.handled(n.core.Start())
+	return n.must("Start", rd, err)
 }
 
 func (n *node) step(m Message) Ready {
 	n.t.Helper()
-	rd, err := n.core.Step(m)
-	if err != nil {
-		n.t.Fatalf("Step(%s): %v", m, err)
-	}
-	return n.handle(rd)
+	rd, err := n.handled(n.core.Step(m))
+	return n.must(fmt.Sprintf("Step(%s)", m), rd, err)
 }
 
 // stepErr delivers m and returns the error, which the test expects.
 func (n *node) stepErr(m Message) (Ready, error) {
 	n.t.Helper()
-	rd, err := n.core.Step(m)
-	return n.handle(rd), err
+	return n.handled(n.core.Step(m))
 }
 
 func (n *node) timeout(s Step) Ready {
 	n.t.Helper()
 	st := n.core.Status()
-	rd, err := n.core.Timeout(TimeoutInfo{Height: st.Height, Round: st.Round, Step: s})
-	if err != nil {
-		n.t.Fatalf("Timeout(%s): %v", s, err)
-	}
-	return n.handle(rd)
+	rd, err := n.handled(n.core.Timeout(TimeoutInfo{Height: st.Height, Round: st.Round, Step: s}))
+	return n.must(fmt.Sprintf("Timeout(%s)", s), rd, err)
 }
 
 func signVote(t testing.TB, key *ledger.PrivateKey, typ ledger.VoteType, h, r uint64, hash ledger.Hash) *ledger.Vote {
@@ -251,8 +312,13 @@ func TestSingleValidatorCommitsWithoutTimers(t *testing.T) {
 		if rd.Commit == nil {
 			t.Fatalf("height %d: no decision; Ready %+v", h, rd)
 		}
-		if len(rd.Timeouts) != 0 {
-			t.Fatalf("height %d: a lone validator asked for timers %v", h, rd.Timeouts)
+		// It may ask for the propose timer while its block is being
+		// built, but decides without any timer firing: by then the timer
+		// is stale.
+		for _, to := range rd.Timeouts {
+			if to.Height != h || to.Step != StepPropose {
+				t.Fatalf("height %d: a lone validator asked for timer %v", h, to)
+			}
 		}
 		b := rd.Commit.Block
 		if b.Header.Height != h || b.Header.Round != 0 {
@@ -291,8 +357,7 @@ func TestProposeErrorIsReturnedAndTimeoutMovesOn(t *testing.T) {
 	n := newNode(t, keys, vals, 0, 1, PersistedState{})
 	boom := errors.New("mempool read failed")
 	n.app.proposeErr = boom
-	rd, err := n.core.Start()
-	n.handle(rd)
+	rd, err := n.handled(n.core.Start())
 	if !errors.Is(err, boom) {
 		t.Fatalf("Start error %v, want %v", err, boom)
 	}
@@ -427,7 +492,7 @@ func TestNewCoreRefusesBadState(t *testing.T) {
 		"valid below the lock": {Height: 3, Round: 2, LockedRound: 1, LockedHash: ledger.Hash{1}, ValidRound: -1},
 		"zero value":           {Height: 3},
 	} {
-		if _, err := NewCore(testConfig(keys[0], vals), 3, st, &testApp{}); err == nil {
+		if _, err := NewCore(testConfig(keys[0], vals), 3, st); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -636,6 +701,83 @@ func TestTamperedReproposalIsRefused(t *testing.T) {
 	}
 }
 
+// Finding "the consensus core is pure only on paper": the core asks the
+// driver for the App's verdict and takes it as an input, and a verdict that
+// depended on the local clock holds only until the next round. On a2a74ac
+// the verdict was kept for the whole height: a validator whose clock was
+// briefly behind the proposer's prevoted nil for the block in every round
+// of that height, re-proposals included.
+func TestClockBoundVerdictIsAskedAgain(t *testing.T) {
+	keys, vals := testKeys(t, 4)
+	n := newNode(t, keys, vals, 0, 1, PersistedState{})
+	var held []ValidationRequest
+	n.held = &held
+	n.start()
+	b := makeBlock(t, keys[1], 1, 0, 1)
+	id := b.Hash()
+	rd := n.step(proposalMsg(t, keys[1], 1, 0, -1, b, nil))
+	if len(rd.Messages) != 0 || len(held) != 1 || held[0].Hash != id || held[0].Block.Hash() != id {
+		t.Fatalf("proposal gave %+v and requests %v; want one validation request for %s and no vote yet",
+			rd, held, id.TerminalString())
+	}
+	// Answering twice, or about a block never asked for, changes nothing.
+	rd, err := n.handled(n.core.Validated(id, fmt.Errorf("time ahead of the local clock: %w", ErrTransient)))
+	if !errors.Is(err, ErrInvalidBlock) {
+		t.Fatalf("transient verdict: error %v, want %v", err, ErrInvalidBlock)
+	}
+	wantVote(t, rd, ledger.Prevote, 0, nilHash)
+	if rd, _ := n.core.Validated(id, nil); !rd.IsEmpty() {
+		t.Fatalf("a second answer gave %+v", rd)
+	}
+	if rd, _ := n.core.Validated(ledger.Hash{7}, nil); !rd.IsEmpty() {
+		t.Fatalf("an answer nobody asked for gave %+v", rd)
+	}
+	pol := polOf(t, keys[1:], 1, 0, id)
+	for _, k := range keys[1:] {
+		n.step(voteMsg(t, k, ledger.Precommit, 1, 0, nilHash))
+	}
+	n.timeout(StepPrecommit)
+	// Round 1 re-proposes the block; the clock has caught up, and the core
+	// asks again instead of keeping the old verdict.
+	held = held[:0]
+	rd = n.step(proposalMsg(t, keys[2], 1, 1, 0, b, pol))
+	if len(held) != 1 || held[0].Hash != id {
+		t.Fatalf("re-proposal gave requests %v, want the block judged again", held)
+	}
+	if ownVote(t, rd, ledger.Prevote) != nil {
+		t.Fatalf("prevoted before the verdict: %v", rd.Messages)
+	}
+	n.held = nil
+	rd, err = n.handled(n.core.Validated(id, nil))
+	n.must("Validated", rd, err)
+	wantVote(t, rd, ledger.Prevote, 1, id)
+}
+
+// A final verdict holds for the height: the block is not judged again.
+func TestFinalVerdictIsNotAskedAgain(t *testing.T) {
+	keys, vals := testKeys(t, 4)
+	n := newNode(t, keys, vals, 0, 1, PersistedState{})
+	n.start()
+	b := makeBlock(t, keys[1], 1, 0, 1)
+	id := b.Hash()
+	n.app.invalid[id] = errors.New("bad parent")
+	if _, err := n.stepErr(proposalMsg(t, keys[1], 1, 0, -1, b, nil)); !errors.Is(err, ErrInvalidBlock) {
+		t.Fatalf("error %v, want %v", err, ErrInvalidBlock)
+	}
+	for _, k := range keys[1:] {
+		n.step(voteMsg(t, k, ledger.Precommit, 1, 0, nilHash))
+	}
+	n.timeout(StepPrecommit)
+	rd, err := n.stepErr(proposalMsg(t, keys[2], 1, 1, 0, b, polOf(t, keys[1:], 1, 0, id)))
+	if !errors.Is(err, ErrInvalidBlock) {
+		t.Fatalf("re-proposal: error %v, want %v", err, ErrInvalidBlock)
+	}
+	wantVote(t, rd, ledger.Prevote, 1, nilHash)
+	if n.app.validated != 1 {
+		t.Fatalf("the app judged the block %d times, want once", n.app.validated)
+	}
+}
+
 // assertGenuine fails unless got is want's very body: header, entries,
 // certificate and signature.
 func assertGenuine(t testing.TB, got, want *ledger.Block) {
@@ -755,7 +897,7 @@ func TestLocking(t *testing.T) {
 		testReproposal(t, keys, vals, r, x)
 		lost := n.disk
 		lost.ValidBlock = nil
-		if _, err := NewCore(testConfig(keys[0], vals), 1, lost, r.app); err == nil {
+		if _, err := NewCore(testConfig(keys[0], vals), 1, lost); err == nil {
 			t.Fatal("a state with a valid round but no valid block was accepted")
 		}
 	})
@@ -937,7 +1079,6 @@ func TestVotesAreCheckedBeforeCounting(t *testing.T) {
 func TestNewCoreChecksConfig(t *testing.T) {
 	keys, vals := testKeys(t, 2)
 	outsider, _ := testKeys(t, 3)
-	app := &testApp{}
 	tests := map[string]func(*Config){
 		"chain id":      func(c *Config) { c.ChainID = "" },
 		"validators":    func(c *Config) { c.Validators = nil },
@@ -949,15 +1090,12 @@ func TestNewCoreChecksConfig(t *testing.T) {
 	for name, mutate := range tests {
 		cfg := testConfig(keys[0], vals)
 		mutate(&cfg)
-		if _, err := NewCore(cfg, 1, PersistedState{}, app); err == nil {
+		if _, err := NewCore(cfg, 1, PersistedState{}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := NewCore(testConfig(keys[0], vals), 0, PersistedState{}, app); err == nil {
+	if _, err := NewCore(testConfig(keys[0], vals), 0, PersistedState{}); err == nil {
 		t.Error("height 0 accepted")
-	}
-	if _, err := NewCore(testConfig(keys[0], vals), 1, PersistedState{}, nil); err == nil {
-		t.Error("nil app accepted")
 	}
 }
 
@@ -972,13 +1110,19 @@ func TestSignerFailureHalts(t *testing.T) {
 	keys, vals := testKeys(t, 1)
 	cfg := testConfig(keys[0], vals)
 	cfg.Signer = haltingSigner{keys[0]}
-	c, err := NewCore(cfg, 1, PersistedState{}, &testApp{t: t, key: keys[0]})
+	c, err := NewCore(cfg, 1, PersistedState{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rd, err := c.Start()
+	if err != nil || rd.ProposalRequest == nil {
+		t.Fatalf("Start: %v, %+v; want a proposal request", err, rd)
+	}
+	app := &testApp{t: t, key: keys[0]}
+	b, _ := app.ProposeBlock(1, 0)
+	rd, err = c.Proposed(b)
 	if !errors.Is(err, ErrHalted) || len(rd.Messages) != 0 {
-		t.Fatalf("Start: %v, %v; want ErrHalted and nothing sent", err, rd.Messages)
+		t.Fatalf("Proposed: %v, %v; want ErrHalted and nothing sent", err, rd.Messages)
 	}
 	if _, err := c.Timeout(TimeoutInfo{Height: 1, Step: StepPropose}); !errors.Is(err, ErrHalted) {
 		t.Fatalf("later call: %v, want ErrHalted", err)
@@ -1110,7 +1254,7 @@ func TestRoundTimeoutsAreCapped(t *testing.T) {
 	cfg := testConfig(keys[0], vals)
 	cfg.TimeoutMax = 400 * time.Millisecond
 	app := &testApp{t: t, key: keys[0], invalid: map[ledger.Hash]error{}}
-	c, err := NewCore(cfg, 1, PersistedState{}, app)
+	c, err := NewCore(cfg, 1, PersistedState{})
 	if err != nil {
 		t.Fatal(err)
 	}

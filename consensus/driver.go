@@ -11,8 +11,10 @@ import (
 	"github.com/sagachain/sagachain/ledger"
 )
 
-// Host is what a Driver needs from its node besides the App the core uses.
+// Host is what a Driver needs from its node: the App, whose answers it
+// hands to the core when a Ready asks for them, and the I/O.
 type Host interface {
+	App
 	// HasWork reports whether a new block would carry anything.
 	HasWork() bool
 	// CommitBlock writes a decided block, its certificate and its state in
@@ -244,11 +246,13 @@ func (d *Driver) startIfWork(ctx context.Context) error {
 	return d.call(ctx, d.core.Start)
 }
 
-// call runs one core step and handles its Ready, then starts the next
-// height at once if a block was committed and work is waiting: blocks are
-// cut as soon as the previous one commits.
+// call runs one core step and handles its Ready, then the steps that
+// answer what the Ready asked of the App, and so on until nothing is
+// asked; it starts the next height at once if a block was committed and
+// work is waiting: blocks are cut as soon as the previous one commits.
 func (d *Driver) call(ctx context.Context, step func() (Ready, error)) error {
-	for {
+	for queue := []func() (Ready, error){step}; len(queue) > 0; {
+		step, queue = queue[0], queue[1:]
 		rd, err := step()
 		if errors.Is(err, ErrHalted) {
 			return err
@@ -260,11 +264,33 @@ func (d *Driver) call(ctx context.Context, step func() (Ready, error)) error {
 		if herr != nil {
 			return herr
 		}
-		if !committed || !d.host.HasWork() {
-			return nil
+		queue = append(queue, d.answers(rd)...)
+		if committed && d.host.HasWork() {
+			queue = append(queue, d.core.Start)
 		}
-		step = d.core.Start
 	}
+	return nil
+}
+
+// answers returns the core steps that serve rd's requests to the App. The
+// App is asked here, in the driver, because it reads the store and the
+// clock, which the core must not.
+func (d *Driver) answers(rd Ready) []func() (Ready, error) {
+	var out []func() (Ready, error)
+	core := d.core
+	if r := rd.ProposalRequest; r != nil {
+		out = append(out, func() (Ready, error) {
+			b, err := d.host.ProposeBlock(r.Height, r.Round)
+			if err != nil {
+				return Ready{}, fmt.Errorf("propose block at %d/%d: %w", r.Height, r.Round, err)
+			}
+			return core.Proposed(b)
+		})
+	}
+	for _, v := range rd.Validations {
+		out = append(out, func() (Ready, error) { return core.Validated(v.Hash, d.host.ValidateBlock(v.Block)) })
+	}
+	return out
 }
 
 // handle carries out a Ready in the order its doc demands.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sagachain/sagachain/consensus"
 	"github.com/sagachain/sagachain/ledger"
 )
 
@@ -207,7 +208,10 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 		return fmt.Errorf("block %d: %w", b.Header.Height, err)
 	}
 	if limit := uint64(a.now().UnixMilli()) + a.params.MaxClockDriftMS; b.Header.Time > limit {
-		return fmt.Errorf("block %d: time %d is ahead of this node's clock by more than %d ms", b.Header.Height, b.Header.Time, a.params.MaxClockDriftMS)
+		// Transient: the clock moves on, and the same block may be valid a
+		// moment later; consensus asks again in a later round.
+		return fmt.Errorf("block %d: time %d is ahead of this node's clock by more than %d ms: %w",
+			b.Header.Height, b.Header.Time, a.params.MaxClockDriftMS, consensus.ErrTransient)
 	}
 	// The genesis bound, not this node's consensus.max_block_entries:
 	// validity must be the same on every honest validator, or validators

@@ -240,8 +240,16 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
 		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
 		TimeoutDelta: cc.TimeoutPropose / 2, TimeoutMax: 5 * cc.TimeoutPropose, VerifyVote: n.machine.VerifyVote,
-	}, head+1, persisted, n.app)
+	}, head+1, persisted)
 }
+
+// ProposeBlock implements consensus.App for the driver.
+func (n *Node) ProposeBlock(height, round uint64) (*ledger.Block, error) {
+	return n.app.ProposeBlock(height, round)
+}
+
+// ValidateBlock implements consensus.App for the driver.
+func (n *Node) ValidateBlock(b *ledger.Block) error { return n.app.ValidateBlock(b) }
 
 // loadConsensusState returns the later of the two places the consensus
 // state is kept: the small file written before each vote, and the store,
