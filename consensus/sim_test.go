@@ -209,7 +209,7 @@ func (s *sim) config(n *simNode) Config {
 // boot (re)creates n's core from its ledger and disk, as a restarted node
 // does, and starts it when it resumes a round or has work.
 func (s *sim) boot(n *simNode) error {
-	c, err := NewCore(s.config(n), n.head()+1, n.disk, n.app)
+	c, err := NewCore(s.config(n), n.head()+1, n.disk)
 	if err != nil {
 		return fmt.Errorf("node %d boot at height %d: %w", n.id, n.head()+1, err)
 	}
@@ -446,8 +446,29 @@ func (s *sim) handle(n *simNode, rd Ready, err error) {
 	if st := n.core.Status(); st.Round > s.stats.maxRound {
 		s.stats.maxRound = st.Round
 	}
-	if rd.Commit != nil && s.hasWork(n, n.head()+1) {
+	s.answer(n, rd)
+	if rd.Commit != nil && n.up && s.hasWork(n, n.head()+1) {
 		s.start(n)
+	}
+}
+
+// answer serves what rd asks of the app, as the driver does, unless the
+// node crashed meanwhile.
+func (s *sim) answer(n *simNode, rd Ready) {
+	if r := rd.ProposalRequest; r != nil && n.up {
+		if b, err := n.app.ProposeBlock(r.Height, r.Round); err != nil {
+			s.handle(n, Ready{}, err)
+		} else {
+			next, err := n.core.Proposed(b)
+			s.handle(n, next, err)
+		}
+	}
+	for _, v := range rd.Validations {
+		if !n.up {
+			return
+		}
+		next, err := n.core.Validated(v.Hash, n.app.ValidateBlock(v.Block))
+		s.handle(n, next, err)
 	}
 }
 
