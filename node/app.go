@@ -190,14 +190,17 @@ func (a *App) ValidateBlock(b *ledger.Block) error {
 		a.mu.Unlock()
 		return nil
 	}
+	a.mu.Lock()
+	done := a.checked[hash]
+	a.mu.Unlock()
+	if done != nil && builtHere(done.block, b) {
+		return nil // a copy by value of the instance validated, as at commit
+	}
 	// The body first: the hash that keys checked says nothing about it.
 	if err := a.wholeBlock(b); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	_, done := a.checked[hash]
-	a.mu.Unlock()
-	if done {
+	if done != nil {
 		return nil
 	}
 	p, err := a.Parent()
@@ -245,10 +248,11 @@ func (a *App) wholeBlock(b *ledger.Block) error {
 	return a.machine.VerifyBlockSignature(b)
 }
 
-// builtHere reports whether b is the block built, or a copy of it that
-// shares its entries (consensus keeps proposals by value). The header hash
-// is not enough: a peer could pair this node's signed header with other
-// entries, and only checking the entries root would catch that.
+// builtHere reports whether b is the block built (or validated), or a copy
+// of it that shares its entries (consensus keeps proposals by value). The
+// header hash is not enough: a peer could pair this node's signed header
+// with other entries, and only checking the entries root would catch that.
+// Only copies made in this process share entries; none decoded does.
 func builtHere(built, b *ledger.Block) bool {
 	if built == nil || built.Hash() != b.Hash() || len(built.Entries) != len(b.Entries) {
 		return false

@@ -205,7 +205,7 @@ func (p *p2pNetwork) onEntry(_ peer.ID, data []byte) {
 // proposals only with the body their block's header commits to.
 // Height is not judged here: a message from ahead is how a node learns it
 // must catch up, and the core ignores what is behind.
-func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
+func (p *p2pNetwork) validateConsensus(from peer.ID, data []byte) p2p.Verdict {
 	m, err := decodeConsensus(data)
 	if err != nil {
 		return p2p.Reject
@@ -224,7 +224,10 @@ func (p *p2pNetwork) validateConsensus(_ peer.ID, data []byte) p2p.Verdict {
 		// copy whose body a relay changed verifies as well. No honest peer
 		// forwards one, so it is refused here, before it is passed on or
 		// reaches the core, and the relay's score pays for it.
-		if p.n.app.wholeBlock(&m.Proposal.Block) != nil {
+		// This node's own proposals carry the block it built, which is
+		// whole by construction; re-publishing them must not cost an
+		// entries root each time.
+		if from != p.self && p.n.app.wholeBlock(&m.Proposal.Block) != nil {
 			return p2p.Reject
 		}
 	}
