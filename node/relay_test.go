@@ -314,3 +314,41 @@ func TestRelayedTamperedReproposalIsNotStored(t *testing.T) {
 	r.votes(ledger.Precommit, 1, 1, id)
 	r.committed(1, b)
 }
+
+// A peer proposing as the wrong proposer, and a proposer that signs two
+// blocks for one round, reach the node over libp2p: the first is refused
+// and the genuine proposal still counts; of the second, the node keeps the
+// first block and the chain commits it. Not a finding of issue #10 (a2a74ac
+// passes this): a guard for the checks the fixes above moved around.
+func TestHostileProposersDoNotFoolTheNode(t *testing.T) {
+	r := newRelayNet(t)
+	// Height 1 belongs to validator 1; validator 2 proposes anyway.
+	b := r.block(1, 0, 1, nil)
+	forged := r.block(1, 0, 2, nil)
+	p := &consensus.Proposal{Height: 1, Round: 0, POLRound: -1, Block: *forged}
+	if err := p.Sign(r.keys[2], r.g.ChainID); err != nil {
+		t.Fatal(err)
+	}
+	r.publish(consensus.Message{Proposal: p})
+	ordered()
+	r.publish(r.proposal(1, 0, -1, b, nil))
+	if v := r.vote(ledger.Prevote, 1, 0); v.BlockHash != b.Hash() {
+		t.Fatalf("the node prevoted %s, want the rightful proposer's %s", v.BlockHash.TerminalString(), b.Hash().TerminalString())
+	}
+	r.votes(ledger.Prevote, 1, 0, b.Hash())
+	r.votes(ledger.Precommit, 1, 0, b.Hash())
+	r.committed(1, b)
+
+	// Height 2 belongs to validator 2, which signs two blocks for round 0.
+	first := r.block(2, 0, 2, nil)
+	second := r.block(2, 0, 2, []ledger.Entry{r.forged()})
+	r.publish(r.proposal(2, 0, -1, first, nil))
+	ordered()
+	r.publish(r.proposal(2, 0, -1, second, nil))
+	if v := r.vote(ledger.Prevote, 2, 0); v.BlockHash != first.Hash() {
+		t.Fatalf("the node prevoted %s, want the first block %s", v.BlockHash.TerminalString(), first.Hash().TerminalString())
+	}
+	r.votes(ledger.Prevote, 2, 0, first.Hash())
+	r.votes(ledger.Precommit, 2, 0, first.Hash())
+	r.committed(2, first)
+}
