@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/sagachain/sagachain/taskrt"
@@ -370,6 +371,11 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err != nil {
 			return nil, fmt.Errorf("operation: %w", err)
 		}
+		// The record keeps the file as JSON: bytes that do not survive
+		// that (YAML, say) would fail the commit on every node.
+		if err := CanonicalOperation(b.Operation, c.op); err != nil {
+			return nil, err
+		}
 		hosts, err := st.Hosts()
 		if err != nil {
 			return nil, err
@@ -397,11 +403,21 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if b.Rollback != (e.Kind == KindRollbackAttestation) {
 			return nil, fmt.Errorf("task %q: rollback flag does not match the entry kind", b.Task)
 		}
+		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
+			return nil, err
+		}
 		return m.applyAttestation(st, ctx, b, out)
 
 	case *AttestationBatch:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
+		}
+		// An item the store could not keep makes the whole batch invalid,
+		// not just skipped: its executor signed it as it is.
+		for i, it := range b.Items {
+			if err := checkAttestationData(it.Task, it.Output, it.Error); err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
 		}
 		return m.applyBatch(st, ctx, b, out)
 
@@ -481,6 +497,11 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		}
 		if !m.vals.Has(b.Validator) {
 			return nil, fmt.Errorf("announcement by %s: %w", b.Validator.Hex(), ErrNotValidator)
+		}
+		for i, fn := range b.Functions {
+			if !utf8.ValidString(fn) {
+				return nil, fmt.Errorf("announcement by %s: function %d: %w", b.Validator.Hex(), i, ErrNotUTF8)
+			}
 		}
 		hosts, err := st.Hosts()
 		if err != nil {
