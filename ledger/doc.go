@@ -91,6 +91,15 @@
 // validator, seq], for evidence ["evidence", validator, height, round];
 // an auditor recomputes them by replaying the chain.
 //
+// The reason in a leaf is only text this project produces or a signer
+// signed, never a library's message, so that a library upgrade cannot
+// change a root: an executor's signed error as it signed it; for a task the
+// machine judged, "output rejected" (its output failed the output checks),
+// "rule returned false: <rule source>", or "rule could not be evaluated:
+// <rule source>" (the CEL program failed at run time); timeouts and the
+// other reasons the machine writes itself as they read. The event shown by
+// `op get` keeps the full message (cel-go's, say), which is not hashed.
+//
 // The export file's format is documented on [Export]. The examples
 // ExampleAttestation_Sign and ExampleBlock_Sign check a signature using only
 // go-ethereum's crypto and rlp packages, with a key anyone can reproduce.

@@ -533,6 +533,7 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	}
 	var acts []taskrt.Action
 	var evs []taskrt.Event
+	var own map[string]string
 	if a.Rollback {
 		if want := r.Tasks[i].RollbackExecutor; a.Executor != want {
 			return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
@@ -542,7 +543,11 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 		if want := r.Tasks[i].Executor; a.Executor != want {
 			return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
 		}
-		acts, evs, err = s.TaskDone(i, m.judge(c, s, i, a))
+		res := m.judge(c, s, i, a)
+		acts, evs, err = s.TaskDone(i, res)
+		if err == nil && a.Error == "" && res.Reason != "" {
+			own = map[string]string{res.Reason: rootReason(c, i, res)}
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("task %q: %w", a.Task, err)
@@ -551,7 +556,23 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	if err != nil {
 		return nil, err
 	}
-	return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+	return m.followOwn(r, c, s, ctx, hosts, acts, evs, out, own)
+}
+
+// rootReason is what the results root records of why the machine judged
+// an attestation a failure: text this project produces from signed data,
+// never a library's. The event keeps the full reason for display; a
+// cel-go or encoding/json message may be worded differently by the next
+// version, and hashing it would split a network that upgrades node by
+// node. A reason an executor signed (its error) is hashed as signed.
+func rootReason(c *compiled, i int, res taskrt.Result) string {
+	if res.Status != taskrt.TaskSucceeded {
+		return "output rejected"
+	}
+	if rule := c.rules[i]; rule != nil && res.Reason == rule.Reason() {
+		return res.Reason // "rule returned false: <source>", from the signed rule
+	}
+	return "rule could not be evaluated: " + c.op.Tasks[i].Validate
 }
 
 // applyBatch applies each item of a checked batch that fits, in order, and
@@ -624,6 +645,13 @@ func (m *Machine) judge(c *compiled, s *taskrt.Saga, i int, a *Attestation) task
 // follow records the kernel's new state and events in r and turns its
 // actions into derived stage records.
 func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, hosts *Hosts, acts []taskrt.Action, evs []taskrt.Event, out *Applied) ([]Entry, error) {
+	return m.followOwn(r, c, s, ctx, hosts, acts, evs, out, nil)
+}
+
+// followOwn is follow where own maps an event reason to the text the
+// results root records instead (see rootReason); reasons it does not name
+// are the machine's own or signed, and are hashed as they are.
+func (m *Machine) followOwn(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, hosts *Hosts, acts []taskrt.Action, evs []taskrt.Event, out *Applied, own map[string]string) ([]Entry, error) {
 	var derived []Entry
 	for _, a := range acts {
 		var kind Kind
@@ -678,7 +706,11 @@ func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, 
 	for _, ev := range evs {
 		ev.Height = ctx.Height
 		r.Events = append(r.Events, ev)
-		out.Results = append(out.Results, eventLeaf(r.ID, ev))
+		reason := ev.Reason
+		if t, ok := own[reason]; ok {
+			reason = t
+		}
+		out.Results = append(out.Results, eventLeaf(r.ID, ev, reason))
 	}
 	return derived, nil
 }
@@ -706,8 +738,9 @@ func indexOf(addrs []Address, a Address) int {
 	return 0
 }
 
-// eventLeaf encodes one decision for the results root.
-func eventLeaf(op Hash, ev taskrt.Event) []byte {
+// eventLeaf encodes one decision for the results root; reason is the
+// event's reason as the root records it (see rootReason).
+func eventLeaf(op Hash, ev taskrt.Event, reason string) []byte {
 	var stage uint64
 	if ev.Stage != nil {
 		stage = uint64(*ev.Stage) + 1 // 0 means none
@@ -719,7 +752,7 @@ func eventLeaf(op Hash, ev taskrt.Event) []byte {
 			valid = 2
 		}
 	}
-	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, ev.Reason})
+	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, reason})
 }
 
 // Assign picks the executor of a task (or of its rollback) among the
