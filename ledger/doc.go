@@ -100,6 +100,23 @@
 // other reasons the machine writes itself as they read. The event shown by
 // `op get` keeps the full message (cel-go's, say), which is not hashed.
 //
+// # Rules on entries that an auditor's replay applies
+//
+//   - No replay: an entry whose hash a committed block (or an earlier entry
+//     of the same block) already carries is invalid, whatever its kind,
+//     except timeouts, which the proposer derives from the state and which
+//     repeat byte for byte after a retry. So a signed Retry, submission or
+//     attestation acts once. The store's entry index ("e" keys, see
+//     [BadgerStore]) answers the question; a replay keeps the same set in
+//     memory. Rollback attempts count across retries, so an executor's
+//     attestation of a retried rollback differs from the one before it.
+//   - Canonical data: a submission's operation must be exactly the bytes
+//     json.Marshal gives for the operation parsed from it (what
+//     `sagachain submit` signs), an attestation's output, when present,
+//     canonical JSON as [CanonicalJSON] defines it, and error texts, task
+//     and announced function names valid UTF-8: what the state keeps goes
+//     into the store as JSON and must come back byte for byte.
+//
 // The export file's format is documented on [Export]. The examples
 // ExampleAttestation_Sign and ExampleBlock_Sign check a signature using only
 // go-ethereum's crypto and rlp packages, with a key anyone can reproduce.

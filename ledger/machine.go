@@ -343,16 +343,45 @@ var (
 	ErrNotExecutor = errors.New("signer is not the assigned executor")
 	ErrNotDue      = errors.New("deadline has not passed")
 	ErrStale       = errors.New("announcement is not newer than the last one")
+	// ErrReplay reports an entry that a committed block, or the block
+	// being applied, already carries. It is an ErrDuplicate.
+	ErrReplay = fmt.Errorf("entry %w in a committed block", ErrDuplicate)
 )
 
 // apply applies one submitted entry and returns the records it derives.
+// An entry a committed block (or this block) already carries is refused:
+// a signed entry included again, a Retry say, would otherwise act again.
+// Timeouts are exempt: the proposer makes them from the state, the state
+// alone says whether one is due, and one repeated after a retry is the
+// same bytes.
 func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
+	hash := e.Hash()
+	if e.Kind != KindTimeout {
+		done, err := st.Recorded(hash)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", e.Kind, hash.Hex(), err)
+		}
+		if done {
+			return nil, fmt.Errorf("%s %s: %w", e.Kind, hash.Hex(), ErrReplay)
+		}
+	}
+	derived, err := m.applyBody(st, ctx, e, hash, out)
+	if err != nil {
+		return nil, err
+	}
+	if e.Kind != KindTimeout {
+		st.record(hash)
+	}
+	return derived, nil
+}
+
+// applyBody is apply without the replay rule.
+func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *Applied) ([]Entry, error) {
 	body, err := e.Decode()
 	if err != nil {
 		return nil, err
 	}
 	chainID := m.genesis.ChainID
-	hash := e.Hash()
 	switch b := body.(type) {
 	case *Submission:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {

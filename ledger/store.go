@@ -359,6 +359,26 @@ func (s *BadgerStore) EntryLocation(hash Hash) (uint64, int, error) {
 	return binary.BigEndian.Uint64(v[:8]), int(binary.BigEndian.Uint32(v[8:])), nil
 }
 
+// Recorded implements StateReader from the entry index, which holds every
+// committed entry's hash (and the keys of recorded evidence).
+func (s *BadgerStore) Recorded(key Hash) (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(hashKey(prefixEntry, key))
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("entry index %s: %w", key.Hex(), err)
+	}
+	return found, nil
+}
+
 // Operation implements StateReader.
 func (s *BadgerStore) Operation(id Hash) (*OpRecord, error) {
 	var r *OpRecord

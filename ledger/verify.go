@@ -109,7 +109,7 @@ func VerifyChain(g *Genesis, src BlockSource) (*VerifyReport, error) {
 				rep.Signatures += 2
 			}
 		}
-		st.Commit(ov.Changes())
+		st.CommitOverlay(ov)
 		parent = Parent{Height: h, Hash: b.Hash(), Time: hd.Time, Results: res.Root()}
 		rep.Blocks, rep.Head, rep.HeadHash = h, h, parent.Hash
 	}
