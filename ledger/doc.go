@@ -110,6 +110,9 @@
 //     [BadgerStore]) answers the question; a replay keeps the same set in
 //     memory. Rollback attempts count across retries, so an executor's
 //     attestation of a retried rollback differs from the one before it.
+//   - Retry authority: a Retry must be signed by the operation's submitter
+//     or by a key the genesis lists under "operators"; another submitter is
+//     refused ([ErrNotAuthorized]).
 //   - Canonical data: a submission's operation must be exactly the bytes
 //     json.Marshal gives for the operation parsed from it (what
 //     `sagachain submit` signs), an attestation's output, when present,

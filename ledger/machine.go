@@ -176,7 +176,7 @@ func (m *Machine) Authenticate(e Entry) error {
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
 		}
-		if !m.genesis.AllowedSubmitter(b.Submitter) {
+		if !m.genesis.AllowedSubmitter(b.Submitter) && !m.genesis.Operator(b.Submitter) {
 			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
 	case *Attestation:
@@ -343,6 +343,9 @@ var (
 	ErrNotExecutor = errors.New("signer is not the assigned executor")
 	ErrNotDue      = errors.New("deadline has not passed")
 	ErrStale       = errors.New("announcement is not newer than the last one")
+	// ErrNotAuthorized reports a signer who may make entries of the kind
+	// but not this one: a retry of someone else's operation.
+	ErrNotAuthorized = errors.New("signer may not do this")
 	// ErrReplay reports an entry that a committed block, or the block
 	// being applied, already carries. It is an ErrDuplicate.
 	ErrReplay = fmt.Errorf("entry %w in a committed block", ErrDuplicate)
@@ -503,12 +506,16 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
 		}
-		if !m.genesis.AllowedSubmitter(b.Submitter) {
+		if !m.genesis.AllowedSubmitter(b.Submitter) && !m.genesis.Operator(b.Submitter) {
 			return nil, fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
 		r, c, s, _, err := m.load(st, b.Operation, "")
 		if err != nil {
 			return nil, err
+		}
+		if !m.genesis.MayRetry(b.Submitter, r.Submitter) {
+			return nil, fmt.Errorf("retry of operation %s by %s: %w: only its submitter %s or a genesis operator may retry it",
+				b.Operation.Hex(), b.Submitter.Hex(), ErrNotAuthorized, r.Submitter.Hex())
 		}
 		acts, evs, err := s.Retry()
 		if err != nil {
