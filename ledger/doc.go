@@ -110,6 +110,12 @@
 //     [BadgerStore]) answers the question; a replay keeps the same set in
 //     memory. Rollback attempts count across retries, so an executor's
 //     attestation of a retried rollback differs from the one before it.
+//   - Evidence once: an offence is named by its EvidenceKey, Keccak256 of
+//     RLP ["sagachain/evidence-key/v1", validator, height, round, vote
+//     type]; evidence whose key a committed block (or the same block)
+//     already recorded is invalid, whichever conflicting votes it holds.
+//     The store indexes the key beside the entry hashes ("e" keys), at the
+//     evidence entry's location.
 //   - Retry authority: a Retry must be signed by the operation's submitter
 //     or by a key the genesis lists under "operators"; another submitter is
 //     refused ([ErrNotAuthorized]).

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rlp"
 	"github.com/sagachain/sagachain/taskrt"
 	"golang.org/x/sync/singleflight"
 )
@@ -554,6 +555,18 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if err := m.verifyOnce(hash, func() error { return m.checkEvidence(b) }); err != nil {
 			return nil, err
 		}
+		// One offence is recorded once, whichever pair of its votes
+		// proves it: another pair, or the same pair swapped, is another
+		// entry hash but the same key.
+		key := EvidenceKey(b)
+		done, err := st.Recorded(key)
+		if err != nil {
+			return nil, fmt.Errorf("evidence: %w", err)
+		}
+		if done {
+			return nil, fmt.Errorf("evidence against %s for the %s at %d/%d: %w", b.A.Validator.Hex(), b.A.Type, b.A.Height, b.A.Round, ErrDuplicate)
+		}
+		st.record(key)
 		out.Results = append(out.Results, mustRLP([]any{"evidence", b.A.Validator, b.A.Height, b.A.Round}))
 		return nil, nil
 	}
@@ -816,6 +829,31 @@ func functionsOf(op *taskrt.Operation) []string {
 		}
 	}
 	return out
+}
+
+// EvidenceKey names the offence evidence proves: its validator, height,
+// round and vote type. The store indexes it beside the entry hashes, so
+// the machine records each offence once.
+func EvidenceKey(ev *Evidence) Hash {
+	a := ev.A
+	return crypto.Keccak256Hash(mustRLP([]any{"sagachain/evidence-key/v1", a.Validator, a.Height, a.Round, uint8(a.Type)}))
+}
+
+// evidenceKeys returns, for each evidence entry among entries, its
+// EvidenceKey and index. An entry that does not decode is left out: no
+// valid block carries one, and a commit must not fail on data.
+func evidenceKeys(entries []Entry) (keys []Hash, index []int) {
+	for i, e := range entries {
+		if e.Kind != KindEvidence {
+			continue
+		}
+		var ev Evidence
+		if rlp.DecodeBytes(e.Body, &ev) != nil {
+			continue
+		}
+		keys, index = append(keys, EvidenceKey(&ev)), append(index, i)
+	}
+	return keys, index
 }
 
 // checkEvidence checks that two votes are conflicting signed votes of one

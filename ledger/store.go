@@ -100,6 +100,7 @@ var (
 //	"r" height                            results root of applying the block (32 bytes)
 //	"k" block hash                        height (8 bytes)
 //	"e" entry hash                        height (8 bytes) ‖ index in the block (4 bytes, big-endian)
+//	"e" evidence key                      the same, of the evidence entry (see EvidenceKey)
 //	"o" operation id                      OpRecord, JSON
 //	"n" submitted height ‖ operation id   empty: every operation, by submission
 //	"s" status 0x00 submitted height ‖ id empty: operations by status
@@ -650,6 +651,12 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 		for i, eh := range hashes {
 			if err := indexEntry(txn, eh, h, i); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
+			}
+		}
+		keys, at := evidenceKeys(b.Entries)
+		for j, k := range keys {
+			if err := indexEntry(txn, k, h, at[j]); err != nil {
+				return fmt.Errorf("entry %d: evidence key: %w", at[j], err)
 			}
 		}
 		for _, r := range ops {
