@@ -110,6 +110,10 @@
 //     [BadgerStore]) answers the question; a replay keeps the same set in
 //     memory. Rollback attempts count across retries, so an executor's
 //     attestation of a retried rollback differs from the one before it.
+//   - An attestation wins over a timeout: a block that carries the
+//     timeout of a task (or of its rollback) and an attestation of that
+//     task (or rollback), alone or as a batch item, anywhere in the block,
+//     is invalid. The operation's own timeout (task "") is not affected.
 //   - Evidence once: an offence is named by its EvidenceKey, Keccak256 of
 //     RLP ["sagachain/evidence-key/v1", validator, height, round, vote
 //     type]; evidence whose key a committed block (or the same block)

@@ -87,12 +87,27 @@ func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
 // entry must be followed by exactly the derived entries applying it causes;
 // any entry that does not fit makes the whole block invalid, and the error
 // names the entry.
+//
+// An attestation in a block wins over a timeout recorded in the same
+// block: a block that carries the timeout of a task (or of its rollback)
+// and, anywhere, an attestation of it (alone or as a batch item) is
+// invalid, so an executor whose attestation made it into the block in
+// time is never timed out by it (DueTimeoutsFor is how a proposer
+// complies).
 func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
 	out := &Applied{}
+	attested := attestedIn(entries)
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
 		if e.Kind.Derived() {
 			return nil, &EntryError{Index: i, Kind: e.Kind, Err: errors.New("a derived record that no entry before it causes")}
+		}
+		if e.Kind == KindTimeout && len(attested) > 0 {
+			if body, err := e.Decode(); err == nil {
+				if to := body.(*Timeout); to.Task != "" && attested[taskKey{to.Operation, to.Task, to.Rollback}] {
+					return nil, &EntryError{Index: i, Kind: e.Kind, Err: fmt.Errorf("task %q: %w", to.Task, ErrAttestedInBlock)}
+				}
+			}
 		}
 		derived, err := m.apply(st, ctx, e, out)
 		if err != nil {
@@ -110,6 +125,47 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 		}
 	}
 	return out, nil
+}
+
+// ErrAttestedInBlock reports a timeout of a task whose attestation the
+// same block carries: the attestation wins.
+var ErrAttestedInBlock = errors.New("the block carries its attestation, which wins over a timeout in the same block")
+
+// taskKey names a task, or its rollback, of an operation.
+type taskKey struct {
+	op       Hash
+	task     string
+	rollback bool
+}
+
+// attestedIn returns the tasks and rollbacks that entries attest, alone or
+// in batches. An entry that does not decode attests nothing (it makes the
+// block invalid anyway).
+func attestedIn(entries []Entry) map[taskKey]bool {
+	var out map[taskKey]bool
+	add := func(op Hash, task string, rollback bool) {
+		if out == nil {
+			out = make(map[taskKey]bool)
+		}
+		out[taskKey{op, task, rollback}] = true
+	}
+	for _, e := range entries {
+		switch e.Kind {
+		case KindAttestation, KindRollbackAttestation:
+			var a Attestation
+			if rlp.DecodeBytes(e.Body, &a) == nil {
+				add(a.Operation, a.Task, a.Rollback)
+			}
+		case KindAttestations:
+			var b AttestationBatch
+			if rlp.DecodeBytes(e.Body, &b) == nil {
+				for _, it := range b.Items {
+					add(it.Operation, it.Task, it.Rollback)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // EntryError says which entry of a block is at fault and why.
@@ -209,8 +265,20 @@ func (m *Machine) Authenticate(e Entry) error {
 
 // DueTimeouts returns the timeout entries block time ctx.Time makes due:
 // tasks and rollbacks past their deadline, and operations past their own
-// timeout.
+// timeout. A proposer that also includes attestations must use
+// DueTimeoutsFor instead.
 func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
+	return m.DueTimeoutsFor(st, ctx, nil)
+}
+
+// DueTimeoutsFor is DueTimeouts for a block that may also carry
+// candidates, the entries the proposer means to try after the timeouts:
+// it leaves out the timeout of any task or rollback that a candidate
+// attests, since a block carrying both is invalid (see ApplyEntries) and
+// the attestation wins. If that attestation does not fit after all, the
+// timeout is due again at the next block.
+func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry) ([]Entry, error) {
+	attested := attestedIn(candidates)
 	ids, err := st.ActiveOperations()
 	if err != nil {
 		return nil, err
@@ -233,6 +301,8 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 		for i, t := range r.Saga.Tasks {
 			tr := r.Tasks[i]
 			switch {
+			case attested[taskKey{id, c.op.Tasks[i].ID, t.Undoing}]:
+				// Its attestation is on its way into this block.
 			case t.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0 && tr.Deadline > 0 && ctx.Time > tr.Deadline:
 				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID})
 				out = append(out, e)
