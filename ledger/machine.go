@@ -516,10 +516,18 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 			return nil, err
 		}
 		// An item the store could not keep makes the whole batch invalid,
-		// not just skipped: its executor signed it as it is.
+		// not just skipped: its executor signed it as it is. So does an
+		// item whose task this very block timed out: a block may not
+		// carry both (see ApplyEntries), and refusing the batch here,
+		// rather than skipping the item, keeps a proposer that tries
+		// timeouts first from building such a block; the batch fits the
+		// next block, where the item is merely stale.
 		for i, it := range b.Items {
 			if err := checkAttestationData(it.Task, it.Output, it.Error); err != nil {
 				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			if st.timedOutHere(taskKey{it.Operation, it.Task, it.Rollback}) {
+				return nil, fmt.Errorf("item %d: task %q: %w", i, it.Task, ErrAttestedInBlock)
 			}
 		}
 		return m.applyBatch(st, ctx, b, out)
@@ -566,6 +574,9 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		}
 		if err != nil {
 			return nil, fmt.Errorf("timeout: %w", err)
+		}
+		if b.Task != "" {
+			st.timedOut(taskKey{b.Operation, b.Task, b.Rollback})
 		}
 		hosts, err := st.Hosts()
 		if err != nil {

@@ -128,6 +128,8 @@ type Overlay struct {
 	// keys are what the block records so far (see Recorded), so a
 	// repeat inside one block is refused as one in a later block is.
 	keys map[Hash]struct{}
+	// timeouts are the tasks and rollbacks the block timed out so far.
+	timeouts map[taskKey]bool
 }
 
 var _ StateReader = (*Overlay)(nil)
@@ -143,6 +145,26 @@ func (o *Overlay) Recorded(key Hash) (bool, error) {
 		return true, nil
 	}
 	return o.base.Recorded(key)
+}
+
+// timedOut notes that the block timed out a task or rollback.
+func (o *Overlay) timedOut(k taskKey) {
+	if o.timeouts == nil {
+		o.timeouts = make(map[taskKey]bool)
+	}
+	o.timeouts[k] = true
+}
+
+// timedOutHere reports whether the block, in this overlay or the
+// overlays it was made over, timed out a task or rollback.
+func (o *Overlay) timedOutHere(k taskKey) bool {
+	if o.timeouts[k] {
+		return true
+	}
+	if p, ok := o.base.(*Overlay); ok {
+		return p.timedOutHere(k)
+	}
+	return false
 }
 
 // record notes that the block records key.
@@ -183,6 +205,9 @@ func (o *Overlay) Absorb(child *Overlay) {
 	}
 	for k := range child.keys {
 		o.keys[k] = struct{}{}
+	}
+	for k := range child.timeouts {
+		o.timedOut(k)
 	}
 }
 

@@ -58,3 +58,55 @@ tasks:
 		t.Fatalf("task outcome %s, operation %s; want the attested task to pass; events %s", r.Saga.Tasks[0].Outcome, r.Saga.Status, eventTypes(r))
 	}
 }
+
+// TestTimeoutFirstProposerNeverBuildsAnInvalidBlock plays a proposer that
+// still tries due timeouts first with plain DueTimeouts, and a batch that
+// attests the timed-out task and another: the batch does not fit that
+// block (a block may not carry both), so the block stays valid, and the
+// next block takes the batch, skipping the stale item.
+func TestTimeoutFirstProposerNeverBuildsAnInvalidBlock(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(`
+name: pair
+tasks:
+  - {id: a, run: sleep, rollback: noop, outputs: [x], timeout: 1s}
+  - {id: b, run: echo, rollback: noop, outputs: [y], timeout: 1h}
+`)
+	c.block(10, sub)
+	batch := batchOf(t, c.val, []Entry{c.attestRunning(id, "a", false)},
+		AttestationItem{Operation: id, Task: "b", Attempts: 1, Output: []byte(`{"y":1}`)})
+	ctx := Context{Height: c.height + 1, Time: c.time + 1001}
+	due, err := c.m.DueTimeouts(c.st, ctx)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("DueTimeouts: %d, %v", len(due), err)
+	}
+	prop := NewOverlay(c.st)
+	var block []Entry
+	for _, e := range append(due, batch) {
+		got, err := c.m.Try(prop, ctx, e, nil)
+		if err != nil {
+			if e.Kind != KindAttestations || !errors.Is(err, ErrAttestedInBlock) {
+				t.Fatalf("%s: %v", e.Kind, err)
+			}
+			continue
+		}
+		block = append(block, got...)
+	}
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, block); err != nil {
+		t.Fatalf("the timeout-first proposer built an invalid block: %v", err)
+	}
+	c.apply(ctx, block)
+	c.height, c.time = ctx.Height, ctx.Time
+	c.block(10, batch)
+	r := c.op(id)
+	if got := r.Saga.Tasks[0].Outcome; got != taskrt.TaskTimedOut {
+		t.Fatalf("a: %s, want timed_out", got)
+	}
+	found := false
+	for _, e := range r.Events {
+		found = found || (e.Type == "task_attested" && e.Task == "b")
+	}
+	if !found {
+		t.Fatalf("b's item was not applied in the next block; events %s", eventTypes(r))
+	}
+}
