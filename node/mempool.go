@@ -134,6 +134,18 @@ func (m *Mempool) Has(h ledger.Hash) bool {
 	return ok
 }
 
+// Known reports whether an entry is queued or, when DropCommitted was
+// set, committed: gossip then neither queues nor forwards a committed
+// entry a peer relays again.
+func (m *Mempool) Known(h ledger.Hash) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.entries[h]; ok {
+		return true
+	}
+	return m.committed != nil && m.committed(h)
+}
+
 // Remove drops entries, once committed or found stale.
 func (m *Mempool) Remove(hashes ...ledger.Hash) {
 	m.mu.Lock()

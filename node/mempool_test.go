@@ -80,4 +80,8 @@ func TestMempoolDropsCommittedEntries(t *testing.T) {
 	if mp.Has(a.Hash()) || mp.Len() != 1 {
 		t.Fatalf("the committed entry queued before is still held (len %d)", mp.Len())
 	}
+	// Gossip asks Known: committed and queued entries are not news.
+	if !mp.Known(a.Hash()) || !mp.Known(b.Hash()) || mp.Known(submissionEntry(t, user, "test", 4).Hash()) {
+		t.Fatal("Known does not cover committed and queued entries only")
+	}
 }
