@@ -73,3 +73,26 @@ func TestCanonicalRefusals(t *testing.T) {
 		t.Errorf("YAML operation: got %v", err)
 	}
 }
+
+// TestAuthenticateRefusesWhatCannotBeStored: gossip's state-free check
+// refuses a YAML operation and a non-canonical output, so they are neither
+// forwarded nor left waiting in a mempool.
+func TestAuthenticateRefusesWhatCannotBeStored(t *testing.T) {
+	c := newStoreChain(t)
+	s := &Submission{Operation: []byte("name: one\ntasks:\n  - {id: a, run: echo}\n"), Nonce: 1}
+	if err := s.Sign(c.user, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	se, _ := NewEntry(KindSubmission, s)
+	if err := c.m.Authenticate(se); !errors.Is(err, ErrNotCanonical) {
+		t.Errorf("YAML submission: got %v, want ErrNotCanonical", err)
+	}
+	a := &Attestation{Operation: Hash{1}, Task: "a", Attempts: 1, Output: []byte(`{"x": 1}`)}
+	if err := a.Sign(c.val, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	ae, _ := NewEntry(KindAttestation, a)
+	if err := c.m.Authenticate(ae); !errors.Is(err, ErrNotCanonical) {
+		t.Errorf("attestation with a spaced output: got %v, want ErrNotCanonical", err)
+	}
+}

@@ -51,6 +51,10 @@ func (c *storeChain) offer(e Entry) bool {
 	if err != nil {
 		return false
 	}
+	// Whatever fits passes gossip's state-free check too.
+	if err := c.m.Authenticate(e); err != nil {
+		c.t.Fatalf("Try accepts a %s that Authenticate refuses: %v", e.Kind, err)
+	}
 	ov := NewOverlay(c.s)
 	res, err := c.m.ApplyEntries(ov, ctx, got)
 	if err != nil {

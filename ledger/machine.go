@@ -229,6 +229,15 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.genesis.AllowedSubmitter(b.Submitter) {
 			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
+		// The canonical form does not depend on the state either: refused
+		// here, a non-canonical file is neither forwarded nor kept.
+		c, err := m.compile(hash, b.Operation)
+		if err != nil {
+			return fmt.Errorf("operation: %w", err)
+		}
+		if err := CanonicalOperation(b.Operation, c.op); err != nil {
+			return err
+		}
 	case *Retry:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
@@ -243,12 +252,20 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.vals.Has(b.Executor) {
 			return fmt.Errorf("attestation by %s: %w", b.Executor.Hex(), ErrNotValidator)
 		}
+		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
+			return err
+		}
 	case *AttestationBatch:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
 		}
 		if !m.vals.Has(b.Executor) {
 			return fmt.Errorf("attestations by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
+		for i, it := range b.Items {
+			if err := checkAttestationData(it.Task, it.Output, it.Error); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
 		}
 	case *Announcement:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
