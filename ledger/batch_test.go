@@ -103,12 +103,18 @@ func TestMachineAppliesAttestationBatches(t *testing.T) {
 		}
 	}
 
-	// Every item of the same batch is stale now: it fits nowhere.
+	// The same batch again is a replay; the same items in another batch
+	// are stale now: they fit nowhere.
 	ctx := Context{Height: c.height + 1, Time: c.time + 10}
-	if _, err := c.m.Try(NewOverlay(c.st), ctx, batch, nil); err == nil || !strings.Contains(err.Error(), "none of the 5") {
-		t.Errorf("the batch again: got %v, want none fitting", err)
+	if _, err := c.m.Try(NewOverlay(c.st), ctx, batch, nil); !errors.Is(err, ErrReplay) {
+		t.Errorf("the batch again: got %v, want ErrReplay", err)
 	}
-	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, []Entry{batch}); err == nil {
+	d0, _ := first[0].Decode()
+	again := batchOf(t, c.val, first[1:], early, ItemOf(d0.(*Attestation)))
+	if _, err := c.m.Try(NewOverlay(c.st), ctx, again, nil); err == nil || !strings.Contains(err.Error(), "none of the 5") {
+		t.Errorf("the items again: got %v, want none fitting", err)
+	}
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, []Entry{again}); err == nil {
 		t.Error("a block holding a batch that fits nowhere was accepted")
 	}
 

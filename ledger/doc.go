@@ -91,6 +91,45 @@
 // validator, seq], for evidence ["evidence", validator, height, round];
 // an auditor recomputes them by replaying the chain.
 //
+// The reason in a leaf is only text this project produces or a signer
+// signed, never a library's message, so that a library upgrade cannot
+// change a root: an executor's signed error as it signed it; for a task the
+// machine judged, "output rejected" (its output failed the output checks),
+// "rule returned false: <rule source>", or "rule could not be evaluated:
+// <rule source>" (the CEL program failed at run time); timeouts and the
+// other reasons the machine writes itself as they read. The event shown by
+// `op get` keeps the full message (cel-go's, say), which is not hashed.
+//
+// # Rules on entries that an auditor's replay applies
+//
+//   - No replay: an entry whose hash a committed block (or an earlier entry
+//     of the same block) already carries is invalid, whatever its kind,
+//     except timeouts, which the proposer derives from the state and which
+//     repeat byte for byte after a retry. So a signed Retry, submission or
+//     attestation acts once. The store's entry index ("e" keys, see
+//     [BadgerStore]) answers the question; a replay keeps the same set in
+//     memory. Rollback attempts count across retries, so an executor's
+//     attestation of a retried rollback differs from the one before it.
+//   - An attestation wins over a timeout: a block that carries the
+//     timeout of a task (or of its rollback) and an attestation of that
+//     task (or rollback), alone or as a batch item, anywhere in the block,
+//     is invalid. The operation's own timeout (task "") is not affected.
+//   - Evidence once: an offence is named by its EvidenceKey, Keccak256 of
+//     RLP ["sagachain/evidence-key/v1", validator, height, round, vote
+//     type]; evidence whose key a committed block (or the same block)
+//     already recorded is invalid, whichever conflicting votes it holds.
+//     The store indexes the key beside the entry hashes ("e" keys), at the
+//     evidence entry's location.
+//   - Retry authority: a Retry must be signed by the operation's submitter
+//     or by a key the genesis lists under "operators"; another submitter is
+//     refused ([ErrNotAuthorized]).
+//   - Canonical data: a submission's operation must be exactly the bytes
+//     json.Marshal gives for the operation parsed from it (what
+//     `sagachain submit` signs), an attestation's output, when present,
+//     canonical JSON as [CanonicalJSON] defines it, and error texts, task
+//     and announced function names valid UTF-8: what the state keeps goes
+//     into the store as JSON and must come back byte for byte.
+//
 // The export file's format is documented on [Export]. The examples
 // ExampleAttestation_Sign and ExampleBlock_Sign check a signature using only
 // go-ethereum's crypto and rlp packages, with a key anyone can reproduce.

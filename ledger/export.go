@@ -37,8 +37,10 @@ const (
 //  3. n records, one per height h = 1, 2, …, n, each a list
 //     [block, certificate, results]: block h, the certificate (commit) that
 //     committed it, and results, the 32-byte root of what applying block h
-//     decided. The header of block h+1 carries that root too; the last
-//     block's root is found only here.
+//     decided. The header of block h+1 carries that root too, and a reader
+//     refuses a file where the two differ; the last block's root is found
+//     only here, and VerifyChain over Blocks checks every stored root,
+//     that one included, against its replay.
 //
 // The RLP shapes (integers are RLP unsigned integers: big-endian, no
 // leading zeros, 0 as the empty string; hashes are 32-byte strings,
@@ -103,13 +105,17 @@ type exportRecord struct {
 // ExportReader reads an export file one height at a time, so a chain of
 // any length is verified in constant memory.
 type ExportReader struct {
-	in      *countingReader
-	stream  *rlp.Stream
-	genesis *Genesis
-	head    uint64
-	next    uint64 // height of the next record
-	limit   uint64 // bytes one record may take
-	err     error  // sticky: once decoding fails, the position is lost
+	// prevResults is the stored results root of the last record read,
+	// which the next block's header must carry.
+	prevResults Hash
+	last        Hash // stored results root of the record Next returned last
+	in          *countingReader
+	stream      *rlp.Stream
+	genesis     *Genesis
+	head        uint64
+	next        uint64 // height of the next record
+	limit       uint64 // bytes one record may take
+	err         error  // sticky: once decoding fails, the position is lost
 }
 
 // ReadExport reads the magic line, the genesis and the head of an export
@@ -189,9 +195,32 @@ func (x *ExportReader) Next() (*Block, *Commit, Hash, error) {
 	if got := rec.Block.Header.Height; got != h {
 		return fail(fmt.Errorf("record holds block %d", got))
 	}
+	// The root stored with block h-1 is the one block h's header carries;
+	// a file where they differ has been altered, and which one is wrong is
+	// for the replay to say, so name both.
+	if h > 1 && rec.Block.Header.ResultsRoot != x.prevResults {
+		x.err = fmt.Errorf("read export: height %d: the stored results root %s differs from the one block %d's header carries (%s)",
+			h-1, x.prevResults.Hex(), h, rec.Block.Header.ResultsRoot.Hex())
+		return nil, nil, Hash{}, x.err
+	}
+	x.prevResults, x.last = rec.Results, rec.Results
 	x.next++
 	return rec.Block, rec.Commit, rec.Results, nil
 }
+
+// Blocks returns the file's records as a ResultsSource for VerifyChain, so
+// that every stored results root is checked against the replay, the head
+// block's included.
+func (x *ExportReader) Blocks() ResultsSource { return exportBlocks{x} }
+
+type exportBlocks struct{ x *ExportReader }
+
+func (e exportBlocks) Next() (*Block, *Commit, error) {
+	b, c, _, err := e.x.Next()
+	return b, c, err
+}
+
+func (e exportBlocks) Results() (Hash, error) { return e.x.last, nil }
 
 // eofUnexpected turns a clean end of input, where a value must follow, into
 // io.ErrUnexpectedEOF.

@@ -22,7 +22,11 @@ type Genesis struct {
 	Time       uint64             `json:"genesis_time"`
 	Validators []GenesisValidator `json:"validators"`
 	Submitters []Address          `json:"submitters"`
-	Params     Params             `json:"params"`
+	// Operators may `op retry` any operation; anyone else only the
+	// operations they submitted. Omitted when empty, so that a genesis
+	// without operators keeps its hash.
+	Operators []Address `json:"operators,omitempty"`
+	Params    Params    `json:"params"`
 }
 
 // GenesisValidator is one validator of the genesis. PubKey, the
@@ -103,6 +107,16 @@ func (g *Genesis) Validate() error {
 		}
 		seen[s] = true
 	}
+	seen = map[Address]bool{}
+	for i, o := range g.Operators {
+		if o == (Address{}) {
+			return fmt.Errorf("genesis operators[%d]: the zero address", i)
+		}
+		if seen[o] {
+			return fmt.Errorf("genesis operators[%d]: %s listed twice", i, o)
+		}
+		seen[o] = true
+	}
 	p := g.Params
 	for _, f := range []struct {
 		name string
@@ -125,7 +139,7 @@ func (g *Genesis) ValidatorSet() (*ValidatorSet, error) {
 	return NewValidatorSet(addrs)
 }
 
-// AllowedSubmitter reports whether a may submit operations and retries.
+// AllowedSubmitter reports whether a may submit operations.
 func (g *Genesis) AllowedSubmitter(a Address) bool {
 	for _, s := range g.Submitters {
 		if s == a {
@@ -133,6 +147,23 @@ func (g *Genesis) AllowedSubmitter(a Address) bool {
 		}
 	}
 	return false
+}
+
+// Operator reports whether genesis names a as an operator, who may retry
+// any operation.
+func (g *Genesis) Operator(a Address) bool {
+	for _, o := range g.Operators {
+		if o == a {
+			return true
+		}
+	}
+	return false
+}
+
+// MayRetry reports whether signer may retry an operation that submitter
+// submitted: its submitter may, and so may an operator.
+func (g *Genesis) MayRetry(signer, submitter Address) bool {
+	return signer == submitter || g.Operator(signer)
 }
 
 // Hash is Keccak-256 of the genesis file's canonical JSON; block 1 points

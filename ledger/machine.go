@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rlp"
 	"github.com/sagachain/sagachain/taskrt"
 	"golang.org/x/sync/singleflight"
 )
@@ -85,12 +87,27 @@ func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
 // entry must be followed by exactly the derived entries applying it causes;
 // any entry that does not fit makes the whole block invalid, and the error
 // names the entry.
+//
+// An attestation in a block wins over a timeout recorded in the same
+// block: a block that carries the timeout of a task (or of its rollback)
+// and, anywhere, an attestation of it (alone or as a batch item) is
+// invalid, so an executor whose attestation made it into the block in
+// time is never timed out by it (DueTimeoutsFor is how a proposer
+// complies).
 func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
 	out := &Applied{}
+	attested := attestedIn(entries)
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
 		if e.Kind.Derived() {
 			return nil, &EntryError{Index: i, Kind: e.Kind, Err: errors.New("a derived record that no entry before it causes")}
+		}
+		if e.Kind == KindTimeout && len(attested) > 0 {
+			if body, err := e.Decode(); err == nil {
+				if to := body.(*Timeout); to.Task != "" && attested[taskKey{to.Operation, to.Task, to.Rollback}] {
+					return nil, &EntryError{Index: i, Kind: e.Kind, Err: fmt.Errorf("task %q: %w", to.Task, ErrAttestedInBlock)}
+				}
+			}
 		}
 		derived, err := m.apply(st, ctx, e, out)
 		if err != nil {
@@ -108,6 +125,47 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 		}
 	}
 	return out, nil
+}
+
+// ErrAttestedInBlock reports a timeout of a task whose attestation the
+// same block carries: the attestation wins.
+var ErrAttestedInBlock = errors.New("the block carries its attestation, which wins over a timeout in the same block")
+
+// taskKey names a task, or its rollback, of an operation.
+type taskKey struct {
+	op       Hash
+	task     string
+	rollback bool
+}
+
+// attestedIn returns the tasks and rollbacks that entries attest, alone or
+// in batches. An entry that does not decode attests nothing (it makes the
+// block invalid anyway).
+func attestedIn(entries []Entry) map[taskKey]bool {
+	var out map[taskKey]bool
+	add := func(op Hash, task string, rollback bool) {
+		if out == nil {
+			out = make(map[taskKey]bool)
+		}
+		out[taskKey{op, task, rollback}] = true
+	}
+	for _, e := range entries {
+		switch e.Kind {
+		case KindAttestation, KindRollbackAttestation:
+			var a Attestation
+			if rlp.DecodeBytes(e.Body, &a) == nil {
+				add(a.Operation, a.Task, a.Rollback)
+			}
+		case KindAttestations:
+			var b AttestationBatch
+			if rlp.DecodeBytes(e.Body, &b) == nil {
+				for _, it := range b.Items {
+					add(it.Operation, it.Task, it.Rollback)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // EntryError says which entry of a block is at fault and why.
@@ -171,11 +229,20 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.genesis.AllowedSubmitter(b.Submitter) {
 			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
+		// The canonical form does not depend on the state either: refused
+		// here, a non-canonical file is neither forwarded nor kept.
+		c, err := m.compile(hash, b.Operation)
+		if err != nil {
+			return fmt.Errorf("operation: %w", err)
+		}
+		if err := CanonicalOperation(b.Operation, c.op); err != nil {
+			return err
+		}
 	case *Retry:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
 		}
-		if !m.genesis.AllowedSubmitter(b.Submitter) {
+		if !m.genesis.AllowedSubmitter(b.Submitter) && !m.genesis.Operator(b.Submitter) {
 			return fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
 	case *Attestation:
@@ -185,12 +252,20 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.vals.Has(b.Executor) {
 			return fmt.Errorf("attestation by %s: %w", b.Executor.Hex(), ErrNotValidator)
 		}
+		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
+			return err
+		}
 	case *AttestationBatch:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return err
 		}
 		if !m.vals.Has(b.Executor) {
 			return fmt.Errorf("attestations by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
+		for i, it := range b.Items {
+			if err := checkAttestationData(it.Task, it.Output, it.Error); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
 		}
 	case *Announcement:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
@@ -207,8 +282,20 @@ func (m *Machine) Authenticate(e Entry) error {
 
 // DueTimeouts returns the timeout entries block time ctx.Time makes due:
 // tasks and rollbacks past their deadline, and operations past their own
-// timeout.
+// timeout. A proposer that also includes attestations must use
+// DueTimeoutsFor instead.
 func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
+	return m.DueTimeoutsFor(st, ctx, nil)
+}
+
+// DueTimeoutsFor is DueTimeouts for a block that may also carry
+// candidates, the entries the proposer means to try after the timeouts:
+// it leaves out the timeout of any task or rollback that a candidate
+// attests, since a block carrying both is invalid (see ApplyEntries) and
+// the attestation wins. If that attestation does not fit after all, the
+// timeout is due again at the next block.
+func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry) ([]Entry, error) {
+	attested := attestedIn(candidates)
 	ids, err := st.ActiveOperations()
 	if err != nil {
 		return nil, err
@@ -231,6 +318,8 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 		for i, t := range r.Saga.Tasks {
 			tr := r.Tasks[i]
 			switch {
+			case attested[taskKey{id, c.op.Tasks[i].ID, t.Undoing}]:
+				// Its attestation is on its way into this block.
 			case t.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0 && tr.Deadline > 0 && ctx.Time > tr.Deadline:
 				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID})
 				out = append(out, e)
@@ -342,16 +431,48 @@ var (
 	ErrNotExecutor = errors.New("signer is not the assigned executor")
 	ErrNotDue      = errors.New("deadline has not passed")
 	ErrStale       = errors.New("announcement is not newer than the last one")
+	// ErrNotAuthorized reports a signer who may make entries of the kind
+	// but not this one: a retry of someone else's operation.
+	ErrNotAuthorized = errors.New("signer may not do this")
+	// ErrReplay reports an entry that a committed block, or the block
+	// being applied, already carries. It is an ErrDuplicate.
+	ErrReplay = fmt.Errorf("entry %w in a committed block", ErrDuplicate)
 )
 
 // apply applies one submitted entry and returns the records it derives.
+// An entry a committed block (or this block) already carries is refused:
+// a signed entry included again, a Retry say, would otherwise act again.
+// Timeouts are exempt: the proposer makes them from the state, the state
+// alone says whether one is due, and one repeated after a retry is the
+// same bytes.
 func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
+	hash := e.Hash()
+	if e.Kind != KindTimeout {
+		done, err := st.Recorded(hash)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", e.Kind, hash.Hex(), err)
+		}
+		if done {
+			return nil, fmt.Errorf("%s %s: %w", e.Kind, hash.Hex(), ErrReplay)
+		}
+	}
+	derived, err := m.applyBody(st, ctx, e, hash, out)
+	if err != nil {
+		return nil, err
+	}
+	if e.Kind != KindTimeout {
+		st.record(hash)
+	}
+	return derived, nil
+}
+
+// applyBody is apply without the replay rule.
+func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *Applied) ([]Entry, error) {
 	body, err := e.Decode()
 	if err != nil {
 		return nil, err
 	}
 	chainID := m.genesis.ChainID
-	hash := e.Hash()
 	switch b := body.(type) {
 	case *Submission:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
@@ -369,6 +490,11 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		c, err := m.compile(id, b.Operation)
 		if err != nil {
 			return nil, fmt.Errorf("operation: %w", err)
+		}
+		// The record keeps the file as JSON: bytes that do not survive
+		// that (YAML, say) would fail the commit on every node.
+		if err := CanonicalOperation(b.Operation, c.op); err != nil {
+			return nil, err
 		}
 		hosts, err := st.Hosts()
 		if err != nil {
@@ -397,11 +523,29 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if b.Rollback != (e.Kind == KindRollbackAttestation) {
 			return nil, fmt.Errorf("task %q: rollback flag does not match the entry kind", b.Task)
 		}
+		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
+			return nil, err
+		}
 		return m.applyAttestation(st, ctx, b, out)
 
 	case *AttestationBatch:
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
+		}
+		// An item the store could not keep makes the whole batch invalid,
+		// not just skipped: its executor signed it as it is. So does an
+		// item whose task this very block timed out: a block may not
+		// carry both (see ApplyEntries), and refusing the batch here,
+		// rather than skipping the item, keeps a proposer that tries
+		// timeouts first from building such a block; the batch fits the
+		// next block, where the item is merely stale.
+		for i, it := range b.Items {
+			if err := checkAttestationData(it.Task, it.Output, it.Error); err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			if st.timedOutHere(taskKey{it.Operation, it.Task, it.Rollback}) {
+				return nil, fmt.Errorf("item %d: task %q: %w", i, it.Task, ErrAttestedInBlock)
+			}
 		}
 		return m.applyBatch(st, ctx, b, out)
 
@@ -448,6 +592,9 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err != nil {
 			return nil, fmt.Errorf("timeout: %w", err)
 		}
+		if b.Task != "" {
+			st.timedOut(taskKey{b.Operation, b.Task, b.Rollback})
+		}
 		hosts, err := st.Hosts()
 		if err != nil {
 			return nil, err
@@ -458,12 +605,16 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
 			return nil, err
 		}
-		if !m.genesis.AllowedSubmitter(b.Submitter) {
+		if !m.genesis.AllowedSubmitter(b.Submitter) && !m.genesis.Operator(b.Submitter) {
 			return nil, fmt.Errorf("%s: %w", b.Submitter.Hex(), ErrSubmitter)
 		}
 		r, c, s, _, err := m.load(st, b.Operation, "")
 		if err != nil {
 			return nil, err
+		}
+		if !m.genesis.MayRetry(b.Submitter, r.Submitter) {
+			return nil, fmt.Errorf("retry of operation %s by %s: %w: only its submitter %s or a genesis operator may retry it",
+				b.Operation.Hex(), b.Submitter.Hex(), ErrNotAuthorized, r.Submitter.Hex())
 		}
 		acts, evs, err := s.Retry()
 		if err != nil {
@@ -482,6 +633,11 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if !m.vals.Has(b.Validator) {
 			return nil, fmt.Errorf("announcement by %s: %w", b.Validator.Hex(), ErrNotValidator)
 		}
+		for i, fn := range b.Functions {
+			if !utf8.ValidString(fn) {
+				return nil, fmt.Errorf("announcement by %s: function %d: %w", b.Validator.Hex(), i, ErrNotUTF8)
+			}
+		}
 		hosts, err := st.Hosts()
 		if err != nil {
 			return nil, err
@@ -497,6 +653,18 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 		if err := m.verifyOnce(hash, func() error { return m.checkEvidence(b) }); err != nil {
 			return nil, err
 		}
+		// One offence is recorded once, whichever pair of its votes
+		// proves it: another pair, or the same pair swapped, is another
+		// entry hash but the same key.
+		key := EvidenceKey(b)
+		done, err := st.Recorded(key)
+		if err != nil {
+			return nil, fmt.Errorf("evidence: %w", err)
+		}
+		if done {
+			return nil, fmt.Errorf("evidence against %s for the %s at %d/%d: %w", b.A.Validator.Hex(), b.A.Type, b.A.Height, b.A.Round, ErrDuplicate)
+		}
+		st.record(key)
 		out.Results = append(out.Results, mustRLP([]any{"evidence", b.A.Validator, b.A.Height, b.A.Round}))
 		return nil, nil
 	}
@@ -512,6 +680,7 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	}
 	var acts []taskrt.Action
 	var evs []taskrt.Event
+	var own map[string]string
 	if a.Rollback {
 		if want := r.Tasks[i].RollbackExecutor; a.Executor != want {
 			return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
@@ -521,7 +690,11 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 		if want := r.Tasks[i].Executor; a.Executor != want {
 			return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
 		}
-		acts, evs, err = s.TaskDone(i, m.judge(c, s, i, a))
+		res := m.judge(c, s, i, a)
+		acts, evs, err = s.TaskDone(i, res)
+		if err == nil && a.Error == "" && res.Reason != "" {
+			own = map[string]string{res.Reason: rootReason(c, i, res)}
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("task %q: %w", a.Task, err)
@@ -530,7 +703,23 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	if err != nil {
 		return nil, err
 	}
-	return m.follow(r, c, s, ctx, hosts, acts, evs, out)
+	return m.followOwn(r, c, s, ctx, hosts, acts, evs, out, own)
+}
+
+// rootReason is what the results root records of why the machine judged
+// an attestation a failure: text this project produces from signed data,
+// never a library's. The event keeps the full reason for display; a
+// cel-go or encoding/json message may be worded differently by the next
+// version, and hashing it would split a network that upgrades node by
+// node. A reason an executor signed (its error) is hashed as signed.
+func rootReason(c *compiled, i int, res taskrt.Result) string {
+	if res.Status != taskrt.TaskSucceeded {
+		return "output rejected"
+	}
+	if rule := c.rules[i]; rule != nil && res.Reason == rule.Reason() {
+		return res.Reason // "rule returned false: <source>", from the signed rule
+	}
+	return "rule could not be evaluated: " + c.op.Tasks[i].Validate
 }
 
 // applyBatch applies each item of a checked batch that fits, in order, and
@@ -603,6 +792,13 @@ func (m *Machine) judge(c *compiled, s *taskrt.Saga, i int, a *Attestation) task
 // follow records the kernel's new state and events in r and turns its
 // actions into derived stage records.
 func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, hosts *Hosts, acts []taskrt.Action, evs []taskrt.Event, out *Applied) ([]Entry, error) {
+	return m.followOwn(r, c, s, ctx, hosts, acts, evs, out, nil)
+}
+
+// followOwn is follow where own maps an event reason to the text the
+// results root records instead (see rootReason); reasons it does not name
+// are the machine's own or signed, and are hashed as they are.
+func (m *Machine) followOwn(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, hosts *Hosts, acts []taskrt.Action, evs []taskrt.Event, out *Applied, own map[string]string) ([]Entry, error) {
 	var derived []Entry
 	for _, a := range acts {
 		var kind Kind
@@ -657,7 +853,11 @@ func (m *Machine) follow(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Context, 
 	for _, ev := range evs {
 		ev.Height = ctx.Height
 		r.Events = append(r.Events, ev)
-		out.Results = append(out.Results, eventLeaf(r.ID, ev))
+		reason := ev.Reason
+		if t, ok := own[reason]; ok {
+			reason = t
+		}
+		out.Results = append(out.Results, eventLeaf(r.ID, ev, reason))
 	}
 	return derived, nil
 }
@@ -685,8 +885,9 @@ func indexOf(addrs []Address, a Address) int {
 	return 0
 }
 
-// eventLeaf encodes one decision for the results root.
-func eventLeaf(op Hash, ev taskrt.Event) []byte {
+// eventLeaf encodes one decision for the results root; reason is the
+// event's reason as the root records it (see rootReason).
+func eventLeaf(op Hash, ev taskrt.Event, reason string) []byte {
 	var stage uint64
 	if ev.Stage != nil {
 		stage = uint64(*ev.Stage) + 1 // 0 means none
@@ -698,7 +899,7 @@ func eventLeaf(op Hash, ev taskrt.Event) []byte {
 			valid = 2
 		}
 	}
-	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, ev.Reason})
+	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, reason})
 }
 
 // Assign picks the executor of a task (or of its rollback) among the
@@ -726,6 +927,31 @@ func functionsOf(op *taskrt.Operation) []string {
 		}
 	}
 	return out
+}
+
+// EvidenceKey names the offence evidence proves: its validator, height,
+// round and vote type. The store indexes it beside the entry hashes, so
+// the machine records each offence once.
+func EvidenceKey(ev *Evidence) Hash {
+	a := ev.A
+	return crypto.Keccak256Hash(mustRLP([]any{"sagachain/evidence-key/v1", a.Validator, a.Height, a.Round, uint8(a.Type)}))
+}
+
+// evidenceKeys returns, for each evidence entry among entries, its
+// EvidenceKey and index. An entry that does not decode is left out: no
+// valid block carries one, and a commit must not fail on data.
+func evidenceKeys(entries []Entry) (keys []Hash, index []int) {
+	for i, e := range entries {
+		if e.Kind != KindEvidence {
+			continue
+		}
+		var ev Evidence
+		if rlp.DecodeBytes(e.Body, &ev) != nil {
+			continue
+		}
+		keys, index = append(keys, EvidenceKey(&ev)), append(index, i)
+	}
+	return keys, index
 }
 
 // checkEvidence checks that two votes are conflicting signed votes of one

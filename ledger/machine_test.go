@@ -73,7 +73,7 @@ func (c *testChain) apply(ctx Context, entries []Entry) {
 	if err != nil {
 		c.t.Fatalf("block %d: %v", ctx.Height, err)
 	}
-	c.st.Commit(ov.Changes())
+	c.st.CommitOverlay(ov)
 	c.roots = append(c.roots, res.Root())
 	c.blocks = append(c.blocks, entries)
 	c.ctxs = append(c.ctxs, ctx)
@@ -130,6 +130,11 @@ func (c *testChain) attest(id Hash, key *PrivateKey, outcome func(task string, r
 		}
 		raw, _ := json.Marshal(res)
 		a := &Attestation{Operation: id, Task: t.ID, Rollback: rollback, Attempts: 1, Error: errText}
+		if rollback {
+			// As node's executor counts them: across retries, so that a
+			// retried rollback failing again is a new attestation.
+			a.Attempts += uint64(ts.RollbackAttempts)
+		}
 		if errText == "" && !rollback {
 			a.Output = raw
 		}

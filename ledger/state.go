@@ -111,6 +111,11 @@ type StateReader interface {
 	ActiveOperations() ([]Hash, error)
 	// Hosts returns the function announcements.
 	Hosts() (*Hosts, error)
+	// Recorded reports whether a committed block recorded key: the hash
+	// of an entry it carries, or the EvidenceKey of evidence it carries.
+	// The machine refuses what is recorded already, so no entry applies
+	// twice and no offence is recorded twice.
+	Recorded(key Hash) (bool, error)
 }
 
 // Overlay is a StateReader that keeps the writes of a block over a base
@@ -120,13 +125,59 @@ type Overlay struct {
 	base  StateReader
 	ops   map[Hash]*OpRecord
 	hosts *Hosts
+	// keys are what the block records so far (see Recorded), so a
+	// repeat inside one block is refused as one in a later block is.
+	keys map[Hash]struct{}
+	// timeouts are the tasks and rollbacks the block timed out so far.
+	timeouts map[taskKey]bool
 }
 
 var _ StateReader = (*Overlay)(nil)
 
 // NewOverlay returns an empty overlay over base.
 func NewOverlay(base StateReader) *Overlay {
-	return &Overlay{base: base, ops: make(map[Hash]*OpRecord)}
+	return &Overlay{base: base, ops: make(map[Hash]*OpRecord), keys: make(map[Hash]struct{})}
+}
+
+// Recorded reports whether the block so far or the base recorded key.
+func (o *Overlay) Recorded(key Hash) (bool, error) {
+	if _, ok := o.keys[key]; ok {
+		return true, nil
+	}
+	return o.base.Recorded(key)
+}
+
+// timedOut notes that the block timed out a task or rollback.
+func (o *Overlay) timedOut(k taskKey) {
+	if o.timeouts == nil {
+		o.timeouts = make(map[taskKey]bool)
+	}
+	o.timeouts[k] = true
+}
+
+// timedOutHere reports whether the block, in this overlay or the
+// overlays it was made over, timed out a task or rollback.
+func (o *Overlay) timedOutHere(k taskKey) bool {
+	if o.timeouts[k] {
+		return true
+	}
+	if p, ok := o.base.(*Overlay); ok {
+		return p.timedOutHere(k)
+	}
+	return false
+}
+
+// record notes that the block records key.
+func (o *Overlay) record(key Hash) { o.keys[key] = struct{}{} }
+
+// RecordedKeys returns the keys the overlay's block recorded, sorted.
+func (o *Overlay) RecordedKeys() []Hash {
+	out := make([]Hash, 0, len(o.keys))
+	for k := range o.keys {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out
 }
 
 // Operation returns the overlay's copy of the record, reading through to
@@ -151,6 +202,12 @@ func (o *Overlay) Absorb(child *Overlay) {
 	}
 	if child.hosts != nil {
 		o.hosts = child.hosts
+	}
+	for k := range child.keys {
+		o.keys[k] = struct{}{}
+	}
+	for k := range child.timeouts {
+		o.timedOut(k)
 	}
 }
 
@@ -209,13 +266,15 @@ func (o *Overlay) Changes() ([]*OpRecord, *Hosts) {
 type MemState struct {
 	Ops       map[Hash]*OpRecord
 	HostTable *Hosts
+	// Keys are the recorded keys (see StateReader.Recorded).
+	Keys map[Hash]struct{}
 }
 
 var _ StateReader = (*MemState)(nil)
 
 // NewMemState returns an empty state.
 func NewMemState() *MemState {
-	return &MemState{Ops: map[Hash]*OpRecord{}, HostTable: &Hosts{ByValidator: map[Address]HostEntry{}}}
+	return &MemState{Ops: map[Hash]*OpRecord{}, HostTable: &Hosts{ByValidator: map[Address]HostEntry{}}, Keys: map[Hash]struct{}{}}
 }
 
 // Operation implements StateReader.
@@ -240,6 +299,24 @@ func (m *MemState) ActiveOperations() ([]Hash, error) {
 
 // Hosts implements StateReader.
 func (m *MemState) Hosts() (*Hosts, error) { return m.HostTable.clone(), nil }
+
+// Recorded implements StateReader.
+func (m *MemState) Recorded(key Hash) (bool, error) {
+	_, ok := m.Keys[key]
+	return ok, nil
+}
+
+// CommitOverlay writes everything a block's overlay holds into m: its
+// records, announcements and recorded keys.
+func (m *MemState) CommitOverlay(o *Overlay) {
+	m.Commit(o.Changes())
+	if m.Keys == nil {
+		m.Keys = map[Hash]struct{}{}
+	}
+	for k := range o.keys {
+		m.Keys[k] = struct{}{}
+	}
+}
 
 // Commit writes an overlay's changes into m.
 func (m *MemState) Commit(ops []*OpRecord, hosts *Hosts) {

@@ -100,6 +100,7 @@ var (
 //	"r" height                            results root of applying the block (32 bytes)
 //	"k" block hash                        height (8 bytes)
 //	"e" entry hash                        height (8 bytes) ‖ index in the block (4 bytes, big-endian)
+//	"e" evidence key                      the same, of the evidence entry (see EvidenceKey)
 //	"o" operation id                      OpRecord, JSON
 //	"n" submitted height ‖ operation id   empty: every operation, by submission
 //	"s" status 0x00 submitted height ‖ id empty: operations by status
@@ -357,6 +358,26 @@ func (s *BadgerStore) EntryLocation(hash Hash) (uint64, int, error) {
 		return 0, 0, fmt.Errorf("entry %s: stored location has %d bytes, want 12", hash.Hex(), len(v))
 	}
 	return binary.BigEndian.Uint64(v[:8]), int(binary.BigEndian.Uint32(v[8:])), nil
+}
+
+// Recorded implements StateReader from the entry index, which holds every
+// committed entry's hash (and the keys of recorded evidence).
+func (s *BadgerStore) Recorded(key Hash) (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(hashKey(prefixEntry, key))
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("entry index %s: %w", key.Hex(), err)
+	}
+	return found, nil
 }
 
 // Operation implements StateReader.
@@ -630,6 +651,12 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 		for i, eh := range hashes {
 			if err := indexEntry(txn, eh, h, i); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
+			}
+		}
+		keys, at := evidenceKeys(b.Entries)
+		for j, k := range keys {
+			if err := indexEntry(txn, k, h, at[j]); err != nil {
+				return fmt.Errorf("entry %d: evidence key: %w", at[j], err)
 			}
 		}
 		for _, r := range ops {

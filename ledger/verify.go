@@ -14,6 +14,17 @@ type BlockSource interface {
 	Next() (*Block, *Commit, error)
 }
 
+// ResultsSource is a BlockSource that also holds the results root its
+// source stored for each block: an export file, or a store. VerifyChain
+// checks each against its replay, the head's included, which no later
+// header carries.
+type ResultsSource interface {
+	BlockSource
+	// Results returns the results root stored for the block Next
+	// returned last.
+	Results() (Hash, error)
+}
+
 // VerifyReport counts what Verify checked.
 type VerifyReport struct {
 	Blocks     uint64 `json:"blocks"`
@@ -45,11 +56,52 @@ func (f *Fault) Error() string {
 
 func (f *Fault) Unwrap() error { return f.Err }
 
+// ErrResultsRoot reports a stored results root that replaying its block
+// does not give.
+var ErrResultsRoot = errors.New("stored results root differs from the replay")
+
+// StoreSource is the ResultsSource of a store's chain, up to the head it
+// had when first read.
+func StoreSource(s Store) ResultsSource { return &storeSource{s: s} }
+
+type storeSource struct {
+	s          Store
+	next, head uint64
+	started    bool
+}
+
+func (s *storeSource) Next() (*Block, *Commit, error) {
+	if !s.started {
+		h, err := s.s.Head()
+		if err != nil {
+			return nil, nil, err
+		}
+		s.head, s.next, s.started = h, 1, true
+	}
+	if s.next > s.head {
+		return nil, nil, io.EOF
+	}
+	b, err := s.s.Block(s.next)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.s.Commit(s.next)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.next++
+	return b, c, nil
+}
+
+func (s *storeSource) Results() (Hash, error) { return s.s.ResultsRoot(s.next - 1) }
+
 // VerifyChain checks a whole chain against its genesis alone (SPEC §3): the hash
 // links, each block's proposer and signature, each certificate, the entries
 // roots, every signature and authorisation in the entries, and, by
 // replaying the state machine from genesis, every derived record and every
-// results root. It returns a *Fault for the first fault found.
+// results root: those the next headers carry and, when src is a
+// ResultsSource, those the source stored, the head's included. It returns
+// a *Fault for the first fault found.
 // The certificate a block carries for its parent and the one stored with
 // the parent may hold different signer sets; both must be valid.
 func VerifyChain(g *Genesis, src BlockSource) (*VerifyReport, error) {
@@ -109,7 +161,16 @@ func VerifyChain(g *Genesis, src BlockSource) (*VerifyReport, error) {
 				rep.Signatures += 2
 			}
 		}
-		st.Commit(ov.Changes())
+		if rs, ok := src.(ResultsSource); ok {
+			stored, err := rs.Results()
+			if err != nil {
+				return rep, &Fault{Height: h, Entry: -1, Reason: fmt.Sprintf("cannot read the stored results root: %v", err), Err: err}
+			}
+			if got := res.Root(); stored != got {
+				return rep, &Fault{Height: h, Entry: -1, Reason: fmt.Sprintf("the results root stored for block %d is %s, but replaying the block gives %s", h, stored.Hex(), got.Hex()), Err: ErrResultsRoot}
+			}
+		}
+		st.CommitOverlay(ov)
 		parent = Parent{Height: h, Hash: b.Hash(), Time: hd.Time, Results: res.Root()}
 		rep.Blocks, rep.Head, rep.HeadHash = h, h, parent.Hash
 	}

@@ -131,8 +131,10 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 		Params: t.Params, Outputs: t.Outputs}
 	pol := taskrt.PolicyOf(op, t)
 	fn := t.Run
+	prevAttempts := 0
 	if rollback {
 		ts := saga.Task(i)
+		prevAttempts = ts.RollbackAttempts
 		req.Outcome, req.Output = string(ts.Outcome), ts.Output
 		pol.Attempts = max(pol.Attempts, taskrt.DefaultRollbackAttempts)
 		fn = t.Rollback
@@ -143,7 +145,14 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 	x.mu.Unlock()
 	go func() {
 		defer x.wg.Done()
-		x.finish(x.run(r.ID, t.ID, fn, rollback, req, pol))
+		a := x.run(r.ID, t.ID, fn, rollback, req, pol)
+		if a != nil && rollback {
+			// Rollback attempts count across retries: a retried rollback
+			// that fails as before is then a new attestation, not the
+			// committed one again, which the ledger refuses as a replay.
+			a.Attempts += uint64(prevAttempts)
+		}
+		x.finish(a)
 	}()
 }
 

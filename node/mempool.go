@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/sagachain/sagachain/ledger"
@@ -18,6 +19,25 @@ type Mempool struct {
 	order   []ledger.Hash
 	entries map[ledger.Hash]pending
 	ready   chan struct{}
+	// committed, when set, reports whether a committed block carries an
+	// entry (see DropCommitted).
+	committed func(ledger.Hash) bool
+}
+
+// ErrCommitted reports an entry a committed block already carries: the
+// ledger never applies an entry twice, so queueing it again would only
+// cost every proposer a try. It is a ledger.ErrReplay.
+var ErrCommitted = fmt.Errorf("mempool: %w", ledger.ErrReplay)
+
+// DropCommitted makes the mempool refuse entries for which committed
+// reports true, and drop them from what Pending hands a proposer: a peer
+// that re-gossips, or a client that resends, an entry already in a block
+// then costs nothing more. The node passes the store's entry index, e.g.
+// func(h) bool { ok, err := store.Recorded(h); return err == nil && ok }.
+func (m *Mempool) DropCommitted(committed func(ledger.Hash) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.committed = committed
 }
 
 // pending is a queued entry and the head height when it arrived.
@@ -40,6 +60,9 @@ func (m *Mempool) Add(e ledger.Entry, head uint64) error {
 	if _, ok := m.entries[h]; ok {
 		return nil
 	}
+	if m.committed != nil && m.committed(h) {
+		return fmt.Errorf("entry %s: %w", h.Hex(), ErrCommitted)
+	}
 	if len(m.entries) >= m.max {
 		return ErrMempoolFull
 	}
@@ -55,15 +78,25 @@ func (m *Mempool) Add(e ledger.Entry, head uint64) error {
 // Ready is signalled when an entry arrives.
 func (m *Mempool) Ready() <-chan struct{} { return m.ready }
 
-// Pending returns up to limit queued entries, oldest first.
+// Pending returns up to limit queued entries, oldest first. Entries a
+// committed block carries (see DropCommitted) are dropped, not returned.
 func (m *Mempool) Pending(limit int) []ledger.Entry {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	n := min(limit, len(m.order))
 	out := make([]ledger.Entry, 0, n)
-	for _, h := range m.order[:n] {
+	var done []ledger.Hash
+	for _, h := range m.order {
+		if len(out) >= n {
+			break
+		}
+		if m.committed != nil && m.committed(h) {
+			done = append(done, h)
+			continue
+		}
 		out = append(out, m.entries[h].entry)
 	}
+	m.mu.Unlock()
+	m.Remove(done...)
 	return out
 }
 
@@ -99,6 +132,18 @@ func (m *Mempool) Has(h ledger.Hash) bool {
 	defer m.mu.Unlock()
 	_, ok := m.entries[h]
 	return ok
+}
+
+// Known reports whether an entry is queued or, when DropCommitted was
+// set, committed: gossip then neither queues nor forwards a committed
+// entry a peer relays again.
+func (m *Mempool) Known(h ledger.Hash) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.entries[h]; ok {
+		return true
+	}
+	return m.committed != nil && m.committed(h)
 }
 
 // Remove drops entries, once committed or found stale.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/sagachain/sagachain/ledger"
@@ -52,5 +53,35 @@ func TestPruneMempool(t *testing.T) {
 		if got := n.mempool.Has(late.Hash()); got != wantLate {
 			t.Errorf("head %d: late misfit queued = %v, want %v", step.head, got, wantLate)
 		}
+	}
+}
+
+// A mempool told what is committed refuses those entries and never hands
+// them to a proposer (issue #10: a committed Retry included again ran the
+// retry again; the ledger refuses it, and the mempool drops it first).
+func TestMempoolDropsCommittedEntries(t *testing.T) {
+	user := key(t, 2)
+	a, b, c := submissionEntry(t, user, "test", 1), submissionEntry(t, user, "test", 2), submissionEntry(t, user, "test", 3)
+	mp := NewMempool(10)
+	for _, e := range []ledger.Entry{a, b} {
+		if err := mp.Add(e, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	committed := map[ledger.Hash]bool{a.Hash(): true, c.Hash(): true}
+	mp.DropCommitted(func(h ledger.Hash) bool { return committed[h] })
+	if err := mp.Add(c, 1); !errors.Is(err, ErrCommitted) || !errors.Is(err, ledger.ErrReplay) {
+		t.Fatalf("Add of a committed entry: got %v, want ErrCommitted", err)
+	}
+	got := mp.Pending(10)
+	if len(got) != 1 || got[0].Hash() != b.Hash() {
+		t.Fatalf("Pending gave %d entries, want only the uncommitted one", len(got))
+	}
+	if mp.Has(a.Hash()) || mp.Len() != 1 {
+		t.Fatalf("the committed entry queued before is still held (len %d)", mp.Len())
+	}
+	// Gossip asks Known: committed and queued entries are not news.
+	if !mp.Known(a.Hash()) || !mp.Known(b.Hash()) || mp.Known(submissionEntry(t, user, "test", 4).Hash()) {
+		t.Fatal("Known does not cover committed and queued entries only")
 	}
 }

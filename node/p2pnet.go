@@ -171,7 +171,7 @@ func (p *p2pNetwork) validateEntry(from peer.ID, data []byte) p2p.Verdict {
 	}
 	fresh := es[:0]
 	for _, e := range es {
-		if !p.n.mempool.Has(e.Hash()) {
+		if !p.n.mempool.Known(e.Hash()) { // queued or committed: nothing new to forward
 			fresh = append(fresh, e)
 		}
 	}
