@@ -54,7 +54,7 @@ func NewMachine(g *Genesis) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	limits := taskrt.Limits{MaxTasks: g.Params.MaxTasks, MaxFileBytes: g.Params.MaxOperationBytes, MaxOutputBytes: g.Params.MaxOutputBytes}
+	limits := g.Params.TaskLimits()
 	return &Machine{genesis: g, vals: vals, limits: limits, plans: make(map[Hash]*compiled), files: make(map[Hash]*compiled), sigs: make(map[Hash]struct{})}, nil
 }
 

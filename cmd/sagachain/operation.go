@@ -17,6 +17,9 @@ func (a *app) limits() taskrt.Limits {
 		MaxTasks:       a.cfg.Limits.MaxTasks,
 		MaxFileBytes:   a.cfg.Limits.MaxFileBytes,
 		MaxOutputBytes: a.cfg.Limits.MaxOutputBytes,
+		MaxAttempts:    a.cfg.Limits.MaxAttempts,
+		MinBackoff:     a.cfg.Limits.MinBackoff,
+		MaxSleep:       a.cfg.Limits.MaxSleep,
 	}
 }
 
