@@ -108,6 +108,8 @@ type LimitsConfig struct {
 	MinBackoff time.Duration `mapstructure:"min_backoff"`
 	// MaxSleep bounds the sleep builtin's params.ms.
 	MaxSleep time.Duration `mapstructure:"max_sleep"`
+	// MaxOperationRuleCost bounds the worst-case CEL cost of an operation's rules.
+	MaxOperationRuleCost uint64 `mapstructure:"max_operation_rule_cost"`
 }
 
 // MonitorRule posts an alert to Webhook when tasks whose function matches
@@ -133,7 +135,7 @@ func Default() Config {
 			MaxBlockInterval: time.Second,
 		},
 		Limits: LimitsConfig{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10,
-			MaxAttempts: 100, MinBackoff: 10 * time.Millisecond, MaxSleep: time.Hour},
+			MaxAttempts: 100, MinBackoff: 10 * time.Millisecond, MaxSleep: time.Hour, MaxOperationRuleCost: 10_000_000},
 	}
 }
 
@@ -451,6 +453,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxSleep <= 0 {
 		bad("limits.max_sleep", "want a positive duration, got %s", c.Limits.MaxSleep)
+	}
+	if c.Limits.MaxOperationRuleCost == 0 {
+		bad("limits.max_operation_rule_cost", "want a positive number, got 0")
 	}
 	for i, m := range c.Monitoring {
 		if err := m.validate(); err != nil {

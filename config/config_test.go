@@ -255,6 +255,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"max attempts", func(c *Config) { c.Limits.MaxAttempts = 0 }, "limits.max_attempts:"},
 		{"min backoff", func(c *Config) { c.Limits.MinBackoff = -time.Millisecond }, "limits.min_backoff:"},
 		{"max sleep", func(c *Config) { c.Limits.MaxSleep = 0 }, "limits.max_sleep:"},
+		{"max rule cost", func(c *Config) { c.Limits.MaxOperationRuleCost = 0 }, "limits.max_operation_rule_cost:"},
 		{"monitoring pattern", func(c *Config) {
 			c.Monitoring = []MonitorRule{{Functions: []string{"a["}, Threshold: 1, Window: time.Minute, Webhook: "http://127.0.0.1:1/"}}
 		}, "monitoring[0].functions[0]:"},

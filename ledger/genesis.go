@@ -82,6 +82,9 @@ type Params struct {
 	MinBackoffMS uint64 `json:"min_backoff_ms,omitempty"`
 	// MaxSleepMS bounds the sleep builtin's params.ms (default 3600000).
 	MaxSleepMS uint64 `json:"max_sleep_ms,omitempty"`
+	// MaxOperationRuleCost bounds the sum of the worst-case CEL costs of an
+	// operation's rules (default 10,000,000).
+	MaxOperationRuleCost uint64 `json:"max_operation_rule_cost,omitempty"`
 }
 
 // maxLimitMS bounds the millisecond params, so that they convert to a
@@ -92,7 +95,7 @@ const maxLimitMS = 1 << 33
 func (p Params) TaskLimits() taskrt.Limits {
 	return taskrt.Limits{MaxTasks: p.MaxTasks, MaxFileBytes: p.MaxOperationBytes, MaxOutputBytes: p.MaxOutputBytes,
 		MaxAttempts: p.MaxAttempts, MinBackoff: time.Duration(min(p.MinBackoffMS, maxLimitMS)) * time.Millisecond,
-		MaxSleep: time.Duration(min(p.MaxSleepMS, maxLimitMS)) * time.Millisecond}
+		MaxSleep: time.Duration(min(p.MaxSleepMS, maxLimitMS)) * time.Millisecond, MaxRuleCost: p.MaxOperationRuleCost}
 }
 
 // DefaultParams are the limits of DESIGN §4.
@@ -100,7 +103,7 @@ func DefaultParams() Params {
 	return Params{MaxBlockEntries: 5000, MaxBlockBytes: 4 << 20, MaxTasks: 10000,
 		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000,
 		MaxAttempts: taskrt.DefaultMaxAttempts, MinBackoffMS: uint64(taskrt.DefaultMinBackoff.Milliseconds()),
-		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds())}
+		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost}
 }
 
 var chainIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)

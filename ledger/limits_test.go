@@ -2,8 +2,12 @@ package ledger
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/sagachain/sagachain/taskrt"
 )
 
 // rawSubmission signs op, the operation's JSON, as c's submitter would,
@@ -92,5 +96,37 @@ func TestGenesisWorkLimits(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("Validate(%+v) = %v, want an error naming %s", p, err, key)
 		}
+	}
+}
+
+// costlyOp is an operation of n echo tasks whose rules cel-go estimates at
+// RuleCostLimit each (a comparison of every pair of a list's items).
+func costlyOp(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"name":"costly","tasks":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"id":"t%d","run":"echo","outputs":["o%d"],"validate":"output.o%d.all(a, output.o%d.all(b, a == b))"}`, i, i, i, i)
+	}
+	b.WriteString("]}")
+	return b.String()
+}
+
+// TestCheckRefusesCostlyRules: on a2a74ac a submission of 200 rules at
+// CEL's cost limit was admitted, and every node evaluated them all
+// (blocks of 24-37 s). The node now refuses it at admission, naming the
+// limit.
+func TestCheckRefusesCostlyRules(t *testing.T) {
+	c := newTestChain(t)
+	ctx := Context{Height: 1, Time: 2_000}
+	err := c.m.Check(c.st, ctx, c.rawSubmission(costlyOp(200)))
+	var rce *taskrt.RuleCostError
+	if !errors.As(err, &rce) || !strings.Contains(err.Error(), "over the limit of 10000000 (max_operation_rule_cost)") {
+		t.Fatalf("Check = %v, want a *taskrt.RuleCostError naming max_operation_rule_cost", err)
+	}
+	if err := c.m.Check(c.st, ctx, c.rawSubmission(costlyOp(10))); err != nil {
+		t.Errorf("ten rules at the cost limit: %v", err)
 	}
 }

@@ -281,6 +281,11 @@ func (m *Machine) compile(id Hash, raw []byte) (*compiled, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Every validator evaluates every rule: an operation whose rules
+		// may cost more than the chain allows is refused at submission.
+		if _, err := taskrt.CheckRuleCost(op, rules, m.limits); err != nil {
+			return nil, err
+		}
 		c = &compiled{op: op, plan: plan, rules: rules}
 	}
 	m.mu.Lock()

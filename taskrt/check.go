@@ -32,6 +32,9 @@ type Limits struct {
 	// MaxSleep bounds params.ms of a task that runs or rolls back with the
 	// sleep builtin (max_sleep).
 	MaxSleep time.Duration
+	// MaxRuleCost bounds the sum of the worst-case costs of an operation's
+	// rules, checked by [CheckRuleCost] (max_operation_rule_cost).
+	MaxRuleCost uint64
 }
 
 // Default values of the work limits, with why:
@@ -50,15 +53,23 @@ const (
 	// and far below the 292 years at which milliseconds overflow a
 	// time.Duration.
 	DefaultMaxSleep = time.Hour
+	// DefaultMaxRuleCost: ten rules at RuleCostLimit. One rule at that
+	// limit took about 150ms on the development machine, so an operation
+	// can make each node evaluate for about 1.5 s in all, where 200 such
+	// rules stretched blocks to 24-37 s. The example operations
+	// (testnet/ops) cost 0 to 126,192 in all, and 10,000 tasks of simple
+	// comparisons pass too; 8,000 regular expressions on 64 KiB outputs
+	// do not (about 11,500 each).
+	DefaultMaxRuleCost = 10 * RuleCostLimit
 )
 
 // DefaultLimits returns the limits of SPEC §1: 10,000 tasks, 1 MiB for the
 // file and 64 KiB for one task's output, and the work limits'
-// defaults: 100 attempts, a backoff of at least 10ms and sleeps of at
-// most an hour.
+// defaults: 100 attempts, a backoff of at least 10ms, sleeps of at most
+// an hour, and rules costing at most ten times RuleCostLimit together.
 func DefaultLimits() Limits {
 	return Limits{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10,
-		MaxAttempts: DefaultMaxAttempts, MinBackoff: DefaultMinBackoff, MaxSleep: DefaultMaxSleep}
+		MaxAttempts: DefaultMaxAttempts, MinBackoff: DefaultMinBackoff, MaxSleep: DefaultMaxSleep, MaxRuleCost: DefaultMaxRuleCost}
 }
 
 // Validate reports a size limit that is not positive, or a work limit
@@ -92,6 +103,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxSleep == 0 {
 		l.MaxSleep = d.MaxSleep
+	}
+	if l.MaxRuleCost == 0 {
+		l.MaxRuleCost = d.MaxRuleCost
 	}
 	return l
 }

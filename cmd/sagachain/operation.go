@@ -20,6 +20,7 @@ func (a *app) limits() taskrt.Limits {
 		MaxAttempts:    a.cfg.Limits.MaxAttempts,
 		MinBackoff:     a.cfg.Limits.MinBackoff,
 		MaxSleep:       a.cfg.Limits.MaxSleep,
+		MaxRuleCost:    a.cfg.Limits.MaxOperationRuleCost,
 	}
 }
 
@@ -44,6 +45,9 @@ func (a *app) loadOperation(path string, inputs map[string]any) (*taskrt.Plan, [
 	}
 	rules, err := taskrt.CompileRules(op)
 	if err != nil {
+		return nil, nil, inputErrorf("%s: %w", path, err)
+	}
+	if _, err := taskrt.CheckRuleCost(op, rules, a.limits()); err != nil {
 		return nil, nil, inputErrorf("%s: %w", path, err)
 	}
 	return plan, rules, nil
