@@ -85,6 +85,24 @@ type Params struct {
 	// MaxOperationRuleCost bounds the sum of the worst-case CEL costs of an
 	// operation's rules (default 10,000,000).
 	MaxOperationRuleCost uint64 `json:"max_operation_rule_cost,omitempty"`
+	// MaxBlockRuleCost is the CEL cost of rule evaluations after which a
+	// block takes no more attestations (default 5,000,000).
+	MaxBlockRuleCost uint64 `json:"max_block_rule_cost,omitempty"`
+}
+
+// DefaultMaxBlockRuleCost is the default of params.max_block_rule_cost:
+// five rules at taskrt.RuleCostLimit, about 0.75 s of evaluation on the
+// development machine, within the 1 s a round waits for a proposal; real
+// rules cost a few units each, so 5,000 attestations (a block's entry
+// limit) never come near it.
+const DefaultMaxBlockRuleCost = 5 * taskrt.RuleCostLimit
+
+// BlockRuleCost returns params.max_block_rule_cost, or its default.
+func (p Params) BlockRuleCost() uint64 {
+	if p.MaxBlockRuleCost == 0 {
+		return DefaultMaxBlockRuleCost
+	}
+	return p.MaxBlockRuleCost
 }
 
 // maxLimitMS bounds the millisecond params, so that they convert to a
@@ -103,7 +121,8 @@ func DefaultParams() Params {
 	return Params{MaxBlockEntries: 5000, MaxBlockBytes: 4 << 20, MaxTasks: 10000,
 		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000,
 		MaxAttempts: taskrt.DefaultMaxAttempts, MinBackoffMS: uint64(taskrt.DefaultMinBackoff.Milliseconds()),
-		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost}
+		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost,
+		MaxBlockRuleCost: DefaultMaxBlockRuleCost}
 }
 
 var chainIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)

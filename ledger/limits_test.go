@@ -130,3 +130,162 @@ func TestCheckRefusesCostlyRules(t *testing.T) {
 		t.Errorf("ten rules at the cost limit: %v", err)
 	}
 }
+
+// costlyOutput is an output for costlyOp's tasks whose rule evaluation
+// costs nearly RuleCostLimit: 400 equal items, compared pairwise.
+func costlyOutput(task string, _ bool) (map[string]any, string) {
+	list := make([]any, 400)
+	for i := range list {
+		list[i] = int64(1)
+	}
+	return map[string]any{"o" + strings.TrimPrefix(task, "t"): list}, ""
+}
+
+// propose tries entries in order as node.App.ProposeBlock does, each on a
+// child of the block's overlay, and returns those that fit and the errors
+// of the others.
+func (c *testChain) propose(ctx Context, pending []Entry) (*Overlay, []Entry, []error) {
+	prop := NewOverlay(c.st)
+	var in []Entry
+	var errs []error
+	for _, e := range pending {
+		child := NewOverlay(prop)
+		got, err := c.m.Try(child, ctx, e, &Applied{})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		prop.Absorb(child)
+		in = append(in, got...)
+	}
+	return prop, in, errs
+}
+
+// TestBlockRuleBudget: on a2a74ac a block took every attestation that
+// fitted the state, so one operation's costly rules made each block as
+// slow as they were (24-37 s). Now a proposer stops taking attestations
+// once the block's rules have cost max_block_rule_cost; the rest wait for
+// the next block, and a block that carries them anyway is invalid.
+func TestBlockRuleBudget(t *testing.T) {
+	c := newTestChain(t)
+	sub := c.rawSubmission(costlyOp(10))
+	c.block(10, sub)
+	id := sub.Hash()
+	atts := c.attest(id, c.val, costlyOutput)
+	if len(atts) != 10 {
+		t.Fatalf("%d attestations, want 10", len(atts))
+	}
+	budget := c.m.Genesis().Params.BlockRuleCost()
+	if budget != DefaultMaxBlockRuleCost {
+		t.Fatalf("budget %d, want the default %d", budget, uint64(DefaultMaxBlockRuleCost))
+	}
+
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+	prop, in, errs := c.propose(ctx, atts)
+	for _, err := range errs {
+		if !errors.Is(err, ErrBlockBudget) || !strings.Contains(err.Error(), "(max_block_rule_cost)") {
+			t.Errorf("refused with %v, want ErrBlockBudget naming max_block_rule_cost", err)
+		}
+	}
+	taken := len(atts) - len(errs)
+	if taken < 2 || taken == len(atts) {
+		t.Fatalf("the proposer took %d of %d costly attestations, want some but not all", taken, len(atts))
+	}
+	if spent := prop.RuleCost(); spent < budget || spent > budget+taskrt.RuleCostLimit {
+		t.Errorf("the block's rules cost %d, want from the budget %d to one rule over it", spent, budget)
+	}
+
+	// Every validator counts the same: the proposer's block is valid, and
+	// the block with all ten is not, at the first attestation over budget.
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, in); err != nil {
+		t.Fatalf("the proposer's block: %v", err)
+	}
+	var all []Entry
+	all = append(all, atts...)
+	_, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, all)
+	var ee *EntryError
+	if !errors.As(err, &ee) || !errors.Is(err, ErrBlockBudget) || ee.Index != taken {
+		t.Errorf("a block of all ten: %v, want ErrBlockBudget at entry %d", err, taken)
+	}
+
+	// The ones left out fit the next block, and the operation completes.
+	c.apply(ctx, in)
+	c.height, c.time = ctx.Height, ctx.Time
+	rest := c.attest(id, c.val, costlyOutput)
+	if len(rest) != len(atts)-taken {
+		t.Fatalf("%d attestations left after the first block, want %d", len(rest), len(atts)-taken)
+	}
+	ctx = Context{Height: c.height + 1, Time: c.time + 10}
+	if _, in, errs := c.propose(ctx, rest); len(errs) > 0 {
+		t.Fatalf("the next block refused %v", errs)
+	} else {
+		c.apply(ctx, in)
+	}
+	if st := c.op(id).Saga.Status; st != taskrt.OpCompleted {
+		t.Errorf("operation %s, want completed", st)
+	}
+}
+
+// A budget smaller than any rule never starves an attestation: one always
+// fits a block that has evaluated nothing, after due timeouts (which
+// evaluate nothing) included; the next waits.
+func TestBlockRuleBudgetAlwaysTakesOne(t *testing.T) {
+	c := newTestChain(t)
+	c.m.genesis.Params.MaxBlockRuleCost = 1
+	sub := c.rawSubmission(costlyOp(3))
+	c.block(10, sub)
+	atts := c.attest(sub.Hash(), c.val, costlyOutput)
+	for n := 3; n > 0; n-- {
+		ctx := Context{Height: c.height + 1, Time: c.time + 10}
+		_, in, errs := c.propose(ctx, atts)
+		if len(errs) != n-1 {
+			t.Fatalf("with %d waiting, %d refused (%v), want %d", n, len(errs), errs, n-1)
+		}
+		c.apply(ctx, in)
+		c.height, c.time = ctx.Height, ctx.Time
+		atts = c.attest(sub.Hash(), c.val, costlyOutput)
+	}
+	if st := c.op(sub.Hash()).Saga.Status; st != taskrt.OpCompleted {
+		t.Errorf("operation %s, want completed", st)
+	}
+}
+
+// A batch is judged as one entry: refused while the block's budget is
+// spent (it waits), and invalid if its rules may cost more than the whole
+// budget, since it could otherwise carry a block far over it.
+func TestBlockRuleBudgetBatches(t *testing.T) {
+	c := newTestChain(t)
+	sub := c.rawSubmission(costlyOp(10))
+	c.block(10, sub)
+	atts := c.attest(sub.Hash(), c.val, costlyOutput)
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+
+	big := batchOf(t, c.val, atts) // ten rules estimated at RuleCostLimit
+	err := c.m.Check(c.st, ctx, big)
+	if err == nil || errors.Is(err, ErrBlockBudget) || !strings.Contains(err.Error(), "may cost 10000000, over the limit of 5000000 (max_block_rule_cost)") {
+		t.Errorf("Check of a batch over the whole budget = %v", err)
+	}
+	if got := c.m.BatchRuleCost(c.st, []AttestationItem{{Operation: sub.Hash(), Task: "t0"}, {Operation: sub.Hash(), Task: "t1", Rollback: true}, {Task: "none"}}); got != taskrt.RuleCostLimit {
+		t.Errorf("BatchRuleCost = %d, want one rule's %d (a rollback and an unknown task cost nothing)", got, taskrt.RuleCostLimit)
+	}
+
+	// Five, then one alone, spend the budget; a batch of the other four
+	// waits.
+	small := batchOf(t, c.val, atts[:5])
+	rest := batchOf(t, c.val, atts[6:])
+	_, in, errs := c.propose(ctx, []Entry{small, atts[5], rest})
+	if len(errs) != 1 || !errors.Is(errs[0], ErrBlockBudget) {
+		t.Fatalf("a batch of five, one, a batch of four: refused %v, want the last to wait with ErrBlockBudget", errs)
+	}
+	c.apply(ctx, in)
+	c.height, c.time = ctx.Height, ctx.Time
+	ctx = Context{Height: c.height + 1, Time: c.time + 10}
+	if _, in, errs := c.propose(ctx, []Entry{rest}); len(errs) > 0 {
+		t.Fatalf("the waiting batch: %v", errs)
+	} else {
+		c.apply(ctx, in)
+	}
+	if st := c.op(sub.Hash()).Saga.Status; st != taskrt.OpCompleted {
+		t.Errorf("operation %s, want completed", st)
+	}
+}

@@ -120,14 +120,29 @@ type Overlay struct {
 	base  StateReader
 	ops   map[Hash]*OpRecord
 	hosts *Hosts
+	// ruleCost is the CEL cost of the rules evaluated in this overlay, and
+	// baseCost what the overlay it was made over had spent then: together,
+	// what the block has spent of max_block_rule_cost.
+	ruleCost, baseCost uint64
 }
 
 var _ StateReader = (*Overlay)(nil)
 
 // NewOverlay returns an empty overlay over base.
 func NewOverlay(base StateReader) *Overlay {
-	return &Overlay{base: base, ops: make(map[Hash]*OpRecord)}
+	o := &Overlay{base: base, ops: make(map[Hash]*OpRecord)}
+	if parent, ok := base.(*Overlay); ok {
+		o.baseCost = parent.RuleCost()
+	}
+	return o
 }
+
+// RuleCost returns the CEL cost of the rules evaluated so far in the block
+// this overlay applies: its own and those of the overlays it was made over.
+func (o *Overlay) RuleCost() uint64 { return o.baseCost + o.ruleCost }
+
+// addRuleCost counts the cost of a rule evaluated in the overlay.
+func (o *Overlay) addRuleCost(c uint64) { o.ruleCost += c }
 
 // Operation returns the overlay's copy of the record, reading through to
 // the base the first time. Callers may modify the returned record.
@@ -152,6 +167,7 @@ func (o *Overlay) Absorb(child *Overlay) {
 	if child.hosts != nil {
 		o.hosts = child.hosts
 	}
+	o.ruleCost += child.ruleCost
 }
 
 // put adds a new record.

@@ -37,10 +37,11 @@ func TestRuleCostOfExamples(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		cost, err := CheckRuleCost(op, rules, DefaultLimits())
+		costs, err := CheckRuleCost(op, rules, DefaultLimits())
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+		cost := sum(costs)
 		if cost > DefaultMaxRuleCost/10 {
 			t.Errorf("%s: rules cost %d, within a tenth of the default budget %d", f, cost, uint64(DefaultMaxRuleCost))
 		}
@@ -73,10 +74,10 @@ func TestRuleCostRefusesCostlyOperations(t *testing.T) {
 	if c := rules[0].MaxCost(64<<10, 1<<20); c != RuleCostLimit {
 		t.Errorf("MaxCost of %q = %d, want it capped at RuleCostLimit %d", rules[0].Source(), c, RuleCostLimit)
 	}
-	cost, err := CheckRuleCost(op, rules, DefaultLimits())
+	costs, err := CheckRuleCost(op, rules, DefaultLimits())
 	var rce *RuleCostError
-	if !errors.As(err, &rce) || cost != 200*RuleCostLimit {
-		t.Fatalf("CheckRuleCost = %d, %v; want %d and a *RuleCostError", cost, err, 200*RuleCostLimit)
+	if cost := sum(costs); !errors.As(err, &rce) || cost != 200*RuleCostLimit || rce.Cost != cost {
+		t.Fatalf("CheckRuleCost = %d, %v; want %d and a *RuleCostError", sum(costs), err, 200*RuleCostLimit)
 	}
 	want := `the rules of the operation may cost 200000000, over the limit of 10000000 (max_operation_rule_cost); the dearest is task "t0"'s, at 1000000`
 	if err.Error() != want {
@@ -99,8 +100,8 @@ func TestRuleCostRefusesCostlyOperations(t *testing.T) {
 	// operation allowed, with a cheap rule each, passes.
 	op = build(10_000, "output.L > 0")
 	rules, _ = CompileRules(op)
-	if cost, err := CheckRuleCost(op, rules, DefaultLimits()); err != nil {
-		t.Errorf("10,000 comparisons: %d, %v", cost, err)
+	if costs, err := CheckRuleCost(op, rules, DefaultLimits()); err != nil {
+		t.Errorf("10,000 comparisons: %d, %v", sum(costs), err)
 	}
 
 	// The size hints matter: the output limit bounds what a string
@@ -111,5 +112,44 @@ func TestRuleCostRefusesCostlyOperations(t *testing.T) {
 	}
 	if c := (*Rule)(nil).MaxCost(64<<10, 1<<20); c != 0 {
 		t.Errorf("the empty rule costs %d", c)
+	}
+}
+
+func sum(costs []uint64) uint64 {
+	var n uint64
+	for _, c := range costs {
+		n += c
+	}
+	return n
+}
+
+// EvalCost counts what cel-go counts, the same on every evaluation of the
+// same values, and RuleCostLimit for an evaluation the limit stopped.
+func TestEvalCost(t *testing.T) {
+	r := mustCompileRule(t, "output.x.all(a, a > 0)")
+	small := map[string]any{"x": []any{int64(1), int64(2)}}
+	large := map[string]any{"x": make([]any, 0, 500)}
+	for i := range 500 {
+		large["x"] = append(large["x"].([]any), int64(i+1))
+	}
+	ok, c1, err := r.EvalCost(small, nil, nil)
+	if err != nil || !ok || c1 == 0 {
+		t.Fatalf("EvalCost(small) = %v, %d, %v", ok, c1, err)
+	}
+	_, c2, _ := r.EvalCost(large, nil, nil)
+	_, c3, _ := r.EvalCost(large, nil, nil)
+	if c2 <= c1 || c2 != c3 {
+		t.Errorf("costs small %d, large %d then %d: want large > small, and equal twice", c1, c2, c3)
+	}
+	huge := mustCompileRule(t, "output.x.all(a, output.x.all(b, a == b))")
+	big := make([]any, 2000)
+	for i := range big {
+		big[i] = "v"
+	}
+	if _, c, err := huge.EvalCost(map[string]any{"x": big}, nil, nil); err == nil || c != RuleCostLimit {
+		t.Errorf("a rule stopped by the cost limit: cost %d, err %v; want %d and an error", c, err, RuleCostLimit)
+	}
+	if ok, c, err := (*Rule)(nil).EvalCost(nil, nil, nil); !ok || c != 0 || err != nil {
+		t.Errorf("the empty rule: %v, %d, %v", ok, c, err)
 	}
 }

@@ -162,26 +162,28 @@ func (e *RuleCostError) Error() string {
 		e.Cost, e.Limit, e.Task, e.TaskCost)
 }
 
-// CheckRuleCost sums MaxCost over the rules of op (rules[i] is task i's,
-// as [CompileRules] returns them), with sizes bounded by l, and returns the
-// sum, or a [*RuleCostError] when it is over l.MaxRuleCost (zero means
+// CheckRuleCost returns the MaxCost of each rule of op (rules[i] is task
+// i's, as [CompileRules] returns them), with sizes bounded by l, or a
+// [*RuleCostError] when their sum is over l.MaxRuleCost (zero means
 // DefaultMaxRuleCost).
-func CheckRuleCost(op *Operation, rules []*Rule, l Limits) (uint64, error) {
+func CheckRuleCost(op *Operation, rules []*Rule, l Limits) ([]uint64, error) {
 	l = l.withDefaults()
 	other := max(l.MaxFileBytes, l.MaxOutputBytes)
+	costs := make([]uint64, len(rules))
 	var total, dearest uint64
 	task := ""
 	for i, r := range rules {
 		c := r.MaxCost(l.MaxOutputBytes, other)
+		costs[i] = c
 		total += c // at most 10,000 rules of at most RuleCostLimit: no overflow
 		if c > dearest && i < len(op.Tasks) {
 			dearest, task = c, op.Tasks[i].ID
 		}
 	}
 	if total > l.MaxRuleCost {
-		return total, &RuleCostError{Cost: total, Limit: l.MaxRuleCost, Task: task, TaskCost: dearest}
+		return costs, &RuleCostError{Cost: total, Limit: l.MaxRuleCost, Task: task, TaskCost: dearest}
 	}
-	return total, nil
+	return costs, nil
 }
 
 // CompileRules compiles the validate rule of every task of op, in task order,
@@ -226,23 +228,39 @@ func (r *Rule) Reason() string {
 // on these values alone. A run-time error (a missing key, the cost limit, a
 // result that is not a bool) returns false and an error naming the rule.
 func (r *Rule) Eval(output, inputs, params map[string]any) (bool, error) {
+	ok, _, err := r.EvalCost(output, inputs, params)
+	return ok, err
+}
+
+// EvalCost is Eval that also returns what the evaluation cost, in CEL's
+// cost units, at most RuleCostLimit: cel-go's count of the work done,
+// which depends on the rule and the values alone (maps iterate in sorted
+// order), so every node counts the same for one evaluation. An evaluation
+// stopped by the cost limit costs RuleCostLimit; the empty rule costs 0.
+func (r *Rule) EvalCost(output, inputs, params map[string]any) (bool, uint64, error) {
 	if r == nil || r.program == nil {
-		return true, nil
+		return true, 0, nil
 	}
 	vars := map[string]any{
 		"output": r.adapter.NativeToValue(emptyIfNil(output)),
 		"inputs": r.adapter.NativeToValue(emptyIfNil(inputs)),
 		"params": r.adapter.NativeToValue(emptyIfNil(params)),
 	}
-	v, _, err := r.program.Eval(vars)
+	v, det, err := r.program.Eval(vars)
+	cost := uint64(RuleCostLimit)
+	if det != nil {
+		if c := det.ActualCost(); c != nil {
+			cost = min(*c, RuleCostLimit)
+		}
+	}
 	if err != nil {
-		return false, fmt.Errorf("rule `%s`: %w", r.source, err)
+		return false, cost, fmt.Errorf("rule `%s`: %w", r.source, err)
 	}
 	b, ok := v.(types.Bool)
 	if !ok {
-		return false, fmt.Errorf("rule `%s`: returned %s, want bool", r.source, v.Type().TypeName())
+		return false, cost, fmt.Errorf("rule `%s`: returned %s, want bool", r.source, v.Type().TypeName())
 	}
-	return bool(b), nil
+	return bool(b), cost, nil
 }
 
 func emptyIfNil(m map[string]any) map[string]any {
