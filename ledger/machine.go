@@ -666,6 +666,18 @@ func (m *Machine) BatchRuleCost(st StateReader, items []AttestationItem) uint64 
 	return worst
 }
 
+// RuleCost returns the worst-case cost of the rule of task i of the
+// operation r records, as the chain estimates it (0 if r cannot be
+// compiled): what an executor adds up to keep a batch within
+// max_block_rule_cost.
+func (m *Machine) RuleCost(r *OpRecord, i int) uint64 {
+	c, err := m.compile(r.ID, r.Operation)
+	if err != nil || i < 0 || i >= len(c.costs) {
+		return 0
+	}
+	return c.costs[i]
+}
+
 // ruleCostOf returns the worst-case cost of the rule of task in operation
 // id, 0 when either is unknown.
 func (m *Machine) ruleCostOf(st StateReader, id Hash, task string) uint64 {
