@@ -104,6 +104,17 @@ type LimitsConfig struct {
 	MaxFileBytes int `mapstructure:"max_file_bytes"`
 	// MaxOutputBytes bounds one task's output, as JSON.
 	MaxOutputBytes int `mapstructure:"max_output_bytes"`
+	// Work limits that `run` and the client side of `submit` check; a
+	// chain enforces its own, the genesis params of the same names.
+
+	// MaxAttempts bounds "attempts" of a retry policy.
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// MinBackoff is the least "backoff" of a retry of more than one attempt.
+	MinBackoff time.Duration `mapstructure:"min_backoff"`
+	// MaxSleep bounds the sleep builtin's params.ms.
+	MaxSleep time.Duration `mapstructure:"max_sleep"`
+	// MaxOperationRuleCost bounds the worst-case CEL cost of an operation's rules.
+	MaxOperationRuleCost uint64 `mapstructure:"max_operation_rule_cost"`
 }
 
 // MonitorRule posts an alert to Webhook when tasks whose function matches
@@ -128,7 +139,8 @@ func Default() Config {
 			MaxBlockEntries:  5000,
 			MaxBlockInterval: 200 * time.Millisecond,
 		},
-		Limits: LimitsConfig{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10},
+		Limits: LimitsConfig{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10,
+			MaxAttempts: 100, MinBackoff: 10 * time.Millisecond, MaxSleep: time.Hour, MaxOperationRuleCost: 10_000_000},
 	}
 }
 
@@ -437,6 +449,18 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxOutputBytes <= 0 {
 		bad("limits.max_output_bytes", "want a positive number, got %d", c.Limits.MaxOutputBytes)
+	}
+	if c.Limits.MaxAttempts <= 0 {
+		bad("limits.max_attempts", "want a positive number, got %d", c.Limits.MaxAttempts)
+	}
+	if c.Limits.MinBackoff <= 0 {
+		bad("limits.min_backoff", "want a positive duration (1ns for practically none), got %s", c.Limits.MinBackoff)
+	}
+	if c.Limits.MaxSleep <= 0 {
+		bad("limits.max_sleep", "want a positive duration, got %s", c.Limits.MaxSleep)
+	}
+	if c.Limits.MaxOperationRuleCost == 0 {
+		bad("limits.max_operation_rule_cost", "want a positive number, got 0")
 	}
 	for i, m := range c.Monitoring {
 		if err := m.validate(); err != nil {

@@ -252,6 +252,10 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"block entries", func(c *Config) { c.Consensus.MaxBlockEntries = -1 }, "consensus.max_block_entries:"},
 		{"max tasks", func(c *Config) { c.Limits.MaxTasks = 0 }, "limits.max_tasks:"},
 		{"max output", func(c *Config) { c.Limits.MaxOutputBytes = 0 }, "limits.max_output_bytes:"},
+		{"max attempts", func(c *Config) { c.Limits.MaxAttempts = 0 }, "limits.max_attempts:"},
+		{"min backoff", func(c *Config) { c.Limits.MinBackoff = -time.Millisecond }, "limits.min_backoff:"},
+		{"max sleep", func(c *Config) { c.Limits.MaxSleep = 0 }, "limits.max_sleep:"},
+		{"max rule cost", func(c *Config) { c.Limits.MaxOperationRuleCost = 0 }, "limits.max_operation_rule_cost:"},
 		{"monitoring pattern", func(c *Config) {
 			c.Monitoring = []MonitorRule{{Functions: []string{"a["}, Threshold: 1, Window: time.Minute, Webhook: "http://127.0.0.1:1/"}}
 		}, "monitoring[0].functions[0]:"},

@@ -9,8 +9,10 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/sagachain/sagachain/taskrt"
 )
 
 // Genesis is the trust anchor of a chain: its id, its validators in
@@ -71,12 +73,60 @@ type Params struct {
 	// MaxClockDriftMS bounds how far ahead of a validator's clock a block's
 	// time may be.
 	MaxClockDriftMS uint64 `json:"max_clock_drift_ms"`
+
+	// Work limits (README "Work limits"). The state machine refuses a
+	// submission over them, so every node must agree on them: they are
+	// chain params, not node settings. Zero (or absent, in a genesis that
+	// predates them, whose hash they must not change) means the default.
+
+	// MaxAttempts bounds "attempts" of a retry policy (default 100).
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// MinBackoffMS is the least "backoff" of a retry of more than one
+	// attempt (default 10).
+	MinBackoffMS uint64 `json:"min_backoff_ms,omitempty"`
+	// MaxSleepMS bounds the sleep builtin's params.ms (default 3600000).
+	MaxSleepMS uint64 `json:"max_sleep_ms,omitempty"`
+	// MaxOperationRuleCost bounds the sum of the worst-case CEL costs of an
+	// operation's rules (default 10,000,000).
+	MaxOperationRuleCost uint64 `json:"max_operation_rule_cost,omitempty"`
+	// MaxBlockRuleCost is the CEL cost of rule evaluations after which a
+	// block takes no more attestations (default 5,000,000).
+	MaxBlockRuleCost uint64 `json:"max_block_rule_cost,omitempty"`
+}
+
+// DefaultMaxBlockRuleCost is the default of params.max_block_rule_cost:
+// five rules at taskrt.RuleCostLimit, about 0.75 s of evaluation on the
+// development machine, within the 1 s a round waits for a proposal; real
+// rules cost a few units each, so 5,000 attestations (a block's entry
+// limit) never come near it.
+const DefaultMaxBlockRuleCost = 5 * taskrt.RuleCostLimit
+
+// BlockRuleCost returns params.max_block_rule_cost, or its default.
+func (p Params) BlockRuleCost() uint64 {
+	if p.MaxBlockRuleCost == 0 {
+		return DefaultMaxBlockRuleCost
+	}
+	return p.MaxBlockRuleCost
+}
+
+// maxLimitMS bounds the millisecond params, so that they convert to a
+// time.Duration without overflow (about 106 days).
+const maxLimitMS = 1 << 33
+
+// TaskLimits returns the limits an operation must keep on this chain.
+func (p Params) TaskLimits() taskrt.Limits {
+	return taskrt.Limits{MaxTasks: p.MaxTasks, MaxFileBytes: p.MaxOperationBytes, MaxOutputBytes: p.MaxOutputBytes,
+		MaxAttempts: p.MaxAttempts, MinBackoff: time.Duration(min(p.MinBackoffMS, maxLimitMS)) * time.Millisecond,
+		MaxSleep: time.Duration(min(p.MaxSleepMS, maxLimitMS)) * time.Millisecond, MaxRuleCost: p.MaxOperationRuleCost}
 }
 
 // DefaultParams are the limits of DESIGN §4.
 func DefaultParams() Params {
 	return Params{MaxBlockEntries: 5000, MaxBlockBytes: 4 << 20, MaxTasks: 10000,
-		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000}
+		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000,
+		MaxAttempts: taskrt.DefaultMaxAttempts, MinBackoffMS: uint64(taskrt.DefaultMinBackoff.Milliseconds()),
+		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost,
+		MaxBlockRuleCost: DefaultMaxBlockRuleCost}
 }
 
 var chainIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
@@ -125,6 +175,17 @@ func (g *Genesis) Validate() error {
 		{"max_operation_bytes", p.MaxOperationBytes}, {"max_output_bytes", p.MaxOutputBytes}} {
 		if f.v <= 0 {
 			return fmt.Errorf("genesis params.%s: must be positive, got %d", f.name, f.v)
+		}
+	}
+	if p.MaxAttempts < 0 {
+		return fmt.Errorf("genesis params.max_attempts: must not be negative (0 for the default of %d), got %d", taskrt.DefaultMaxAttempts, p.MaxAttempts)
+	}
+	for _, f := range []struct {
+		name string
+		v    uint64
+	}{{"min_backoff_ms", p.MinBackoffMS}, {"max_sleep_ms", p.MaxSleepMS}} {
+		if f.v > maxLimitMS {
+			return fmt.Errorf("genesis params.%s: at most %d, got %d", f.name, uint64(maxLimitMS), f.v)
 		}
 	}
 	return nil

@@ -45,6 +45,7 @@ type compiled struct {
 	op    *taskrt.Operation
 	plan  *taskrt.Plan
 	rules []*taskrt.Rule
+	costs []uint64 // each rule's worst-case CEL cost
 }
 
 // NewMachine returns the state machine of the chain g.
@@ -56,7 +57,7 @@ func NewMachine(g *Genesis) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	limits := taskrt.Limits{MaxTasks: g.Params.MaxTasks, MaxFileBytes: g.Params.MaxOperationBytes, MaxOutputBytes: g.Params.MaxOutputBytes}
+	limits := g.Params.TaskLimits()
 	return &Machine{genesis: g, vals: vals, limits: limits, plans: make(map[Hash]*compiled), files: make(map[Hash]*compiled), sigs: make(map[Hash]struct{})}, nil
 }
 
@@ -370,7 +371,13 @@ func (m *Machine) compile(id Hash, raw []byte) (*compiled, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = &compiled{op: op, plan: plan, rules: rules}
+		// Every validator evaluates every rule: an operation whose rules
+		// may cost more than the chain allows is refused at submission.
+		costs, err := taskrt.CheckRuleCost(op, rules, m.limits)
+		if err != nil {
+			return nil, err
+		}
+		c = &compiled{op: op, plan: plan, rules: rules, costs: costs}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -526,6 +533,11 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
 			return nil, err
 		}
+		if !b.Rollback {
+			if err := m.checkBlockBudget(st); err != nil {
+				return nil, err
+			}
+		}
 		return m.applyAttestation(st, ctx, b, out)
 
 	case *AttestationBatch:
@@ -546,6 +558,9 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 			if st.timedOutHere(taskKey{it.Operation, it.Task, it.Rollback}) {
 				return nil, fmt.Errorf("item %d: task %q: %w", i, it.Task, ErrAttestedInBlock)
 			}
+		}
+		if err := m.checkBatchBudget(st, b); err != nil {
+			return nil, err
 		}
 		return m.applyBatch(st, ctx, b, out)
 
@@ -690,7 +705,7 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 		if want := r.Tasks[i].Executor; a.Executor != want {
 			return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
 		}
-		res := m.judge(c, s, i, a)
+		res := m.judge(st, c, s, i, a)
 		acts, evs, err = s.TaskDone(i, res)
 		if err == nil && a.Error == "" && res.Reason != "" {
 			own = map[string]string{res.Reason: rootReason(c, i, res)}
@@ -778,7 +793,8 @@ func (m *Machine) load(st *Overlay, id Hash, task string) (*OpRecord, *compiled,
 
 // judge turns an attestation into the kernel's result, computing the rule
 // verdict from the recorded output: the executor's word is not trusted.
-func (m *Machine) judge(c *compiled, s *taskrt.Saga, i int, a *Attestation) taskrt.Result {
+// The rule's cost counts against the block's budget in st.
+func (m *Machine) judge(st *Overlay, c *compiled, s *taskrt.Saga, i int, a *Attestation) taskrt.Result {
 	if a.Error != "" {
 		return taskrt.Result{Status: taskrt.TaskFailed, Attempts: int(a.Attempts), Reason: a.Error}
 	}
@@ -786,7 +802,87 @@ func (m *Machine) judge(c *compiled, s *taskrt.Saga, i int, a *Attestation) task
 	if err := json.Unmarshal(a.Output, &out); err != nil || out == nil {
 		return taskrt.Result{Status: taskrt.TaskFailed, Attempts: int(a.Attempts), Reason: "output is not a JSON object"}
 	}
-	return taskrt.Judge(c.op.Tasks[i], c.rules[i], out, s.Inputs(i), int(a.Attempts), m.limits.MaxOutputBytes)
+	res, cost := taskrt.JudgeCost(c.op.Tasks[i], c.rules[i], out, s.Inputs(i), int(a.Attempts), m.limits.MaxOutputBytes)
+	st.addRuleCost(cost)
+	return res
+}
+
+// ErrBlockBudget refuses an attestation because the block has evaluated
+// rules for params.max_block_rule_cost already: it fits a later block, so
+// a proposer leaves it waiting, while a block that carries it is invalid.
+var ErrBlockBudget = errors.New("the block's rule evaluation budget is spent")
+
+// checkBlockBudget refuses another attestation once the rules evaluated
+// in st's block have cost max_block_rule_cost. It looks before the
+// evaluation, not after: an attestation is never evaluated only to be
+// left out, and one always fits a block that has evaluated nothing yet,
+// whatever it costs, so a costly rule waits at most until the next block.
+// A block so ends at most one entry's cost over the budget.
+func (m *Machine) checkBlockBudget(st *Overlay) error {
+	if spent, budget := st.RuleCost(), m.genesis.Params.BlockRuleCost(); spent >= budget {
+		return fmt.Errorf("%w: its rules cost %d, the limit is %d (max_block_rule_cost)", ErrBlockBudget, spent, budget)
+	}
+	return nil
+}
+
+// checkBatchBudget checks a batch against the block's budget as one
+// entry: its items cannot wait apart, since the batch is signed as one.
+// So that a batch cannot carry a block far over the budget, the
+// worst-case cost of its items' rules must be within the budget; an
+// executor splits what would not be (see BatchRuleCost).
+func (m *Machine) checkBatchBudget(st *Overlay, b *AttestationBatch) error {
+	worst := m.BatchRuleCost(st, b.Items)
+	if worst == 0 {
+		return nil // rollbacks only, or nothing that applies: no rule to run
+	}
+	if budget := m.genesis.Params.BlockRuleCost(); worst > budget {
+		return fmt.Errorf("the rules of the batch's %d attestations may cost %d, over the limit of %d (max_block_rule_cost); an executor must split it", len(b.Items), worst, budget)
+	}
+	return m.checkBlockBudget(st)
+}
+
+// BatchRuleCost returns the sum of the worst-case costs of the rules that
+// items would evaluate: each item's task rule's estimate, 0 for a rollback
+// or an item whose operation or task is unknown (it would be skipped).
+func (m *Machine) BatchRuleCost(st StateReader, items []AttestationItem) uint64 {
+	var worst uint64
+	for _, it := range items {
+		if it.Rollback {
+			continue
+		}
+		worst += m.ruleCostOf(st, it.Operation, it.Task)
+	}
+	return worst
+}
+
+// RuleCost returns the worst-case cost of the rule of task i of the
+// operation r records, as the chain estimates it (0 if r cannot be
+// compiled): what an executor adds up to keep a batch within
+// max_block_rule_cost.
+func (m *Machine) RuleCost(r *OpRecord, i int) uint64 {
+	c, err := m.compile(r.ID, r.Operation)
+	if err != nil || i < 0 || i >= len(c.costs) {
+		return 0
+	}
+	return c.costs[i]
+}
+
+// ruleCostOf returns the worst-case cost of the rule of task in operation
+// id, 0 when either is unknown.
+func (m *Machine) ruleCostOf(st StateReader, id Hash, task string) uint64 {
+	r, err := st.Operation(id)
+	if err != nil {
+		return 0
+	}
+	c, err := m.compile(r.ID, r.Operation)
+	if err != nil {
+		return 0
+	}
+	i, ok := c.plan.Index(task)
+	if !ok || i >= len(c.costs) {
+		return 0
+	}
+	return c.costs[i]
 }
 
 // follow records the kernel's new state and events in r and turns its

@@ -130,13 +130,21 @@ type Overlay struct {
 	keys map[Hash]struct{}
 	// timeouts are the tasks and rollbacks the block timed out so far.
 	timeouts map[taskKey]bool
+	// ruleCost is the CEL cost of the rules evaluated in this overlay, and
+	// baseCost what the overlay it was made over had spent then: together,
+	// what the block has spent of max_block_rule_cost.
+	ruleCost, baseCost uint64
 }
 
 var _ StateReader = (*Overlay)(nil)
 
 // NewOverlay returns an empty overlay over base.
 func NewOverlay(base StateReader) *Overlay {
-	return &Overlay{base: base, ops: make(map[Hash]*OpRecord), keys: make(map[Hash]struct{})}
+	o := &Overlay{base: base, ops: make(map[Hash]*OpRecord), keys: make(map[Hash]struct{})}
+	if parent, ok := base.(*Overlay); ok {
+		o.baseCost = parent.RuleCost()
+	}
+	return o
 }
 
 // Recorded reports whether the block so far or the base recorded key.
@@ -180,6 +188,13 @@ func (o *Overlay) RecordedKeys() []Hash {
 	return out
 }
 
+// RuleCost returns the CEL cost of the rules evaluated so far in the block
+// this overlay applies: its own and those of the overlays it was made over.
+func (o *Overlay) RuleCost() uint64 { return o.baseCost + o.ruleCost }
+
+// addRuleCost counts the cost of a rule evaluated in the overlay.
+func (o *Overlay) addRuleCost(c uint64) { o.ruleCost += c }
+
 // Operation returns the overlay's copy of the record, reading through to
 // the base the first time. Callers may modify the returned record.
 func (o *Overlay) Operation(id Hash) (*OpRecord, error) {
@@ -209,6 +224,7 @@ func (o *Overlay) Absorb(child *Overlay) {
 	for k := range child.timeouts {
 		o.timedOut(k)
 	}
+	o.ruleCost += child.ruleCost
 }
 
 // put adds a new record.

@@ -35,7 +35,7 @@ type Executor struct {
 	// inflight counts the runs started and not finished; pending holds the
 	// attestations of finished runs not yet signed (see finish).
 	inflight int
-	pending  []*ledger.Attestation
+	pending  []pendingAttestation
 	// linger is attestLinger but in tests.
 	linger time.Duration
 	wg     sync.WaitGroup
@@ -139,6 +139,12 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 		pol.Attempts = max(pol.Attempts, taskrt.DefaultRollbackAttempts)
 		fn = t.Rollback
 	}
+	// What the task's rule may cost every validator, for flush to keep a
+	// batch within the block's budget; a rollback evaluates no rule.
+	var cost uint64
+	if !rollback {
+		cost = x.machine.RuleCost(r, i)
+	}
 	x.wg.Add(1)
 	x.mu.Lock()
 	x.inflight++
@@ -152,7 +158,7 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 			// committed one again, which the ledger refuses as a replay.
 			a.Attempts += uint64(prevAttempts)
 		}
-		x.finish(a)
+		x.finishCost(a, cost)
 	}()
 }
 
@@ -208,11 +214,21 @@ const (
 // released by one block thus end in one signed batch: every validator
 // checks one signature for them instead of one each, which was a fifth of
 // a loaded validator's time.
-func (x *Executor) finish(a *ledger.Attestation) {
+func (x *Executor) finish(a *ledger.Attestation) { x.finishCost(a, 0) }
+
+// pendingAttestation is a finished run's attestation waiting to be signed,
+// with the worst-case cost of the rule it makes validators evaluate.
+type pendingAttestation struct {
+	*ledger.Attestation
+	ruleCost uint64
+}
+
+// finishCost is finish for an attestation whose rule may cost ruleCost.
+func (x *Executor) finishCost(a *ledger.Attestation, ruleCost uint64) {
 	x.mu.Lock()
 	x.inflight--
 	if a != nil {
-		x.pending = append(x.pending, a)
+		x.pending = append(x.pending, pendingAttestation{a, ruleCost})
 	}
 	now := x.inflight == 0 && len(x.pending) > 0
 	later := !now && a != nil && len(x.pending) == 1
@@ -232,19 +248,32 @@ func (x *Executor) finish(a *ledger.Attestation) {
 }
 
 // flush signs and submits the pending attestations: one alone as an
-// attestation entry, several as attestation batches.
+// attestation entry, several as attestation batches. A batch whose rules
+// may cost more than the chain's max_block_rule_cost is invalid, so the
+// worst-case costs of a batch's rules are kept within it; an attestation
+// whose rule alone may cost more goes alone, and fits a block that has
+// evaluated nothing else.
 func (x *Executor) flush() {
 	x.mu.Lock()
 	pending := x.pending
 	x.pending = nil
 	x.mu.Unlock()
+	budget := x.machine.Genesis().Params.BlockRuleCost()
 	for len(pending) > 0 {
-		n, size := 0, 0
-		for n < len(pending) && n < maxBatchItems && (n == 0 || size+len(pending[n].Output) <= maxBatchOutput) {
-			size += len(pending[n].Output)
+		n, size, cost := 0, 0, uint64(0)
+		for n < len(pending) && n < maxBatchItems {
+			p := pending[n]
+			if n > 0 && (size+len(p.Output) > maxBatchOutput || cost+p.ruleCost > budget) {
+				break
+			}
+			size, cost = size+len(p.Output), cost+p.ruleCost
 			n++
 		}
-		x.submitSigned(pending[:n])
+		as := make([]*ledger.Attestation, n)
+		for i := range as {
+			as[i] = pending[i].Attestation
+		}
+		x.submitSigned(as)
 		pending = pending[n:]
 	}
 }

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -143,4 +145,27 @@ func kindOf(es []ledger.Entry) []string {
 		out = append(out, e.Kind.String())
 	}
 	return out
+}
+
+// A batch whose rules may cost more than max_block_rule_cost is invalid,
+// so the executor splits what finishes together by the rules' worst-case
+// costs; a rule over the whole budget goes alone.
+func TestExecutorSplitsBatchesByRuleCost(t *testing.T) {
+	x, sub, val := testExecutor(t)
+	budget := x.machine.Genesis().Params.BlockRuleCost()
+	x.linger = time.Hour
+	costs := []uint64{budget / 2, budget / 2, 1, budget + 1, 0, budget}
+	x.inflight = len(costs)
+	for i, c := range costs {
+		x.finishCost(attestation(fmt.Sprintf("t%d", i)), c)
+	}
+	var sizes []int
+	for _, e := range sub.all() {
+		sizes = append(sizes, len(decodeAttestations(t, e, val)))
+	}
+	// {t0, t1} fill the budget, t2 starts a batch that t3 cannot join, t3
+	// is alone, t4 (a rollback, say) and t5 fit together.
+	if want := []int{2, 1, 1, 2}; !slices.Equal(sizes, want) {
+		t.Errorf("entries of %v attestations, want %v", sizes, want)
+	}
 }

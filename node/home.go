@@ -115,7 +115,8 @@ rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
 
 # p2p: {listen: %s, peers: []}
 # consensus: {timeout_propose: %s, max_block_entries: %d, max_block_interval: %s}
-# limits: {max_tasks: %d, max_file_bytes: %d, max_output_bytes: %d}
+# limits: {max_tasks: %d, max_file_bytes: %d, max_output_bytes: %d,
+#          max_attempts: %d, min_backoff: %s, max_sleep: %s, max_operation_rule_cost: %d}
 #
 # Functions this node hosts besides the builtins (echo, sleep, fail, noop):
 # functions:
@@ -130,7 +131,8 @@ rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
 #     webhook: http://127.0.0.1:9100/alerts
 `, c.ChainID, c.KeyFile, c.RPC.Listen,
 		c.P2P.Listen, c.Consensus.TimeoutPropose, c.Consensus.MaxBlockEntries, c.Consensus.MaxBlockInterval,
-		c.Limits.MaxTasks, c.Limits.MaxFileBytes, c.Limits.MaxOutputBytes)
+		c.Limits.MaxTasks, c.Limits.MaxFileBytes, c.Limits.MaxOutputBytes,
+		c.Limits.MaxAttempts, c.Limits.MinBackoff, c.Limits.MaxSleep, c.Limits.MaxOperationRuleCost)
 	return b.String()
 }
 

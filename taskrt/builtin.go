@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -31,11 +32,16 @@ func echo(_ context.Context, req Request) (map[string]any, error) {
 	return out, nil
 }
 
-// sleep waits params.ms milliseconds (default 100), then echoes.
+// sleep waits params.ms milliseconds (default 100), then echoes. Check
+// bounds ms by max_sleep; sleep itself refuses what no limit could allow,
+// a negative wait or one whose time.Duration would overflow.
 func sleep(ctx context.Context, req Request) (map[string]any, error) {
 	ms, err := intParam(req.Params, "ms", 100)
 	if err != nil {
 		return nil, Permanent(err)
+	}
+	if ms < 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+		return nil, Permanent(fmt.Errorf("param ms: %d is not a wait in milliseconds from 0 to %d", ms, math.MaxInt64/int64(time.Millisecond)))
 	}
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	defer t.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +132,17 @@ func TestNoop(t *testing.T) {
 	}
 	if out == nil || len(out) != 0 {
 		t.Errorf("noop = %#v, want an empty, non-nil map", out)
+	}
+}
+
+// On a2a74ac, ms 9223372036854775807 overflowed time.Duration into a
+// negative wait and sleep returned at once; a negative ms did the same.
+func TestSleepRefusesWaitsThatOverflow(t *testing.T) {
+	f := builtin(t, "sleep")
+	for _, ms := range []int64{9223372036854775807, -1} {
+		_, err := callPromptly(t, context.Background(), f, builtinRequest(1, map[string]any{"ms": ms}, "x"))
+		if !IsPermanent(err) || !strings.Contains(err.Error(), "param ms") {
+			t.Errorf("ms %d gave %v, want a permanent error naming param ms", ms, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Limits bound what an operation may hold (SPEC §1). A node may configure
@@ -17,15 +18,62 @@ type Limits struct {
 	MaxFileBytes int
 	// MaxOutputBytes bounds one task's output, encoded as JSON.
 	MaxOutputBytes int
+
+	// The limits below bound the work one operation can make a node do.
+	// Zero means the default of [DefaultLimits], so that callers that
+	// predate them (and genesis files that do not name them) get the
+	// bound rather than none.
+
+	// MaxAttempts bounds "attempts" of a retry policy (max_attempts).
+	MaxAttempts int
+	// MinBackoff is the least "backoff" of a retry policy of more than one
+	// attempt (min_backoff).
+	MinBackoff time.Duration
+	// MaxSleep bounds params.ms of a task that runs or rolls back with the
+	// sleep builtin (max_sleep).
+	MaxSleep time.Duration
+	// MaxRuleCost bounds the sum of the worst-case costs of an operation's
+	// rules, checked by [CheckRuleCost] (max_operation_rule_cost).
+	MaxRuleCost uint64
 }
+
+// Default values of the work limits, with why:
+const (
+	// DefaultMaxAttempts: a hundred attempts outlast any outage a retry
+	// can ride out within a task's timeout (the backoff doubles up to
+	// MaxBackoff), while 10^9 attempts made a node hammer a failing
+	// service for as long as the task's timeout let it.
+	DefaultMaxAttempts = 100
+	// DefaultMinBackoff: 10ms is well above a loopback round trip and below
+	// anything a person notices, so a retry of 100 attempts cannot call a
+	// service more than about 100 times a second even at its start, and
+	// the doubling backoff makes it far fewer after the first few.
+	DefaultMinBackoff = 10 * time.Millisecond
+	// DefaultMaxSleep: an hour is far beyond what a test or a demo waits,
+	// and far below the 292 years at which milliseconds overflow a
+	// time.Duration.
+	DefaultMaxSleep = time.Hour
+	// DefaultMaxRuleCost: ten rules at RuleCostLimit. One rule at that
+	// limit took about 150ms on the development machine, so an operation
+	// can make each node evaluate for about 1.5 s in all, where 200 such
+	// rules stretched blocks to 24-37 s. The example operations
+	// (testnet/ops) cost 0 to 126,192 in all, and 10,000 tasks of simple
+	// comparisons pass too; 8,000 regular expressions on 64 KiB outputs
+	// do not (about 11,500 each).
+	DefaultMaxRuleCost = 10 * RuleCostLimit
+)
 
 // DefaultLimits returns the limits of SPEC §1: 10,000 tasks, 1 MiB for the
-// file and 64 KiB for one task's output.
+// file and 64 KiB for one task's output, and the work limits'
+// defaults: 100 attempts, a backoff of at least 10ms, sleeps of at most
+// an hour, and rules costing at most ten times RuleCostLimit together.
 func DefaultLimits() Limits {
-	return Limits{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10}
+	return Limits{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10,
+		MaxAttempts: DefaultMaxAttempts, MinBackoff: DefaultMinBackoff, MaxSleep: DefaultMaxSleep, MaxRuleCost: DefaultMaxRuleCost}
 }
 
-// Validate reports a limit that is not positive.
+// Validate reports a size limit that is not positive, or a work limit
+// that is negative.
 func (l Limits) Validate() error {
 	switch {
 	case l.MaxTasks <= 0:
@@ -34,8 +82,32 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("max file bytes must be positive, got %d", l.MaxFileBytes)
 	case l.MaxOutputBytes <= 0:
 		return fmt.Errorf("max output bytes must be positive, got %d", l.MaxOutputBytes)
+	case l.MaxAttempts < 0:
+		return fmt.Errorf("max_attempts must not be negative, got %d", l.MaxAttempts)
+	case l.MinBackoff < 0:
+		return fmt.Errorf("min_backoff must not be negative, got %s", l.MinBackoff)
+	case l.MaxSleep < 0:
+		return fmt.Errorf("max_sleep must not be negative, got %s", l.MaxSleep)
 	}
 	return nil
+}
+
+// withDefaults returns l with each zero work limit set to its default.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxAttempts == 0 {
+		l.MaxAttempts = d.MaxAttempts
+	}
+	if l.MinBackoff == 0 {
+		l.MinBackoff = d.MinBackoff
+	}
+	if l.MaxSleep == 0 {
+		l.MaxSleep = d.MaxSleep
+	}
+	if l.MaxRuleCost == 0 {
+		l.MaxRuleCost = d.MaxRuleCost
+	}
+	return l
 }
 
 // Load reads, completes and checks an operation file: it refuses a file over
@@ -88,10 +160,12 @@ func (e *CycleError) Error() string {
 
 // Check enforces the rules of SPEC §1 that need no function registry and no
 // rule compiler: names and ids, labels, `after`, cycles, durations, retry
-// policies and l.MaxTasks. It returns the first problem in file order, naming
+// policies (within l.MaxAttempts and l.MinBackoff), the sleep builtin's
+// params.ms (within l.MaxSleep) and l.MaxTasks. It returns the first problem in file order, naming
 // the task and the label or key, so the same file always gets the same
 // error. Rules are compiled separately, by [CompileRules].
 func (op *Operation) Check(l Limits) error {
+	l = l.withDefaults()
 	switch {
 	case op.Name == "":
 		return errors.New(`the operation has no name: "name" is required`)
@@ -107,7 +181,7 @@ func (op *Operation) Check(l Limits) error {
 	if err := checkDuration(op.Defaults.Timeout, `"timeout" of the defaults`); err != nil {
 		return err
 	}
-	if err := checkRetry(op.Defaults.Retry, "the defaults"); err != nil {
+	if err := checkRetry(op.Defaults.Retry, "the defaults", l); err != nil {
 		return err
 	}
 	switch n := len(op.Tasks); {
@@ -122,7 +196,7 @@ func (op *Operation) Check(l Limits) error {
 	index := make(map[string]int, len(op.Tasks))
 	producer := make(map[string]int)
 	for i := range op.Tasks {
-		if err := checkTask(op, i, index, producer); err != nil {
+		if err := checkTask(op, i, index, producer, l); err != nil {
 			return err
 		}
 	}
@@ -153,7 +227,7 @@ func taskName(op *Operation, i int) string {
 // checkTask checks task i alone, and that its id and outputs are not taken
 // by an earlier task; it records them in index and producer. Messages are
 // built only on failure: this runs for every task of every submission.
-func checkTask(op *Operation, i int, index map[string]int, producer map[string]int) error {
+func checkTask(op *Operation, i int, index map[string]int, producer map[string]int, l Limits) error {
 	t := &op.Tasks[i]
 	switch {
 	case t.ID == "":
@@ -172,7 +246,12 @@ func checkTask(op *Operation, i int, index map[string]int, producer map[string]i
 		return checkDuration(t.Timeout, fmt.Sprintf(`"timeout" of %s`, taskName(op, i)))
 	}
 	if t.Retry != nil {
-		if err := checkRetry(t.Retry, taskName(op, i)); err != nil {
+		if err := checkRetry(t.Retry, taskName(op, i), l); err != nil {
+			return err
+		}
+	}
+	if t.Run == "sleep" || t.Rollback == "sleep" {
+		if err := checkSleep(t.Params, taskName(op, i), l.MaxSleep); err != nil {
 			return err
 		}
 	}
@@ -295,15 +374,40 @@ func checkDuration(d Duration, what string) error {
 	return nil
 }
 
-// checkRetry checks a retry policy; owner names what it belongs to.
-func checkRetry(r *Retry, owner string) error {
+// checkRetry checks a retry policy against l; owner names what it belongs
+// to.
+func checkRetry(r *Retry, owner string, l Limits) error {
 	if r == nil {
 		return nil
 	}
-	if r.Attempts < 1 {
+	switch {
+	case r.Attempts < 1:
 		return fmt.Errorf(`"attempts" in the "retry" of %s is %d; it must be at least 1`, owner, r.Attempts)
+	case r.Attempts > l.MaxAttempts:
+		return fmt.Errorf(`"attempts" in the "retry" of %s is %d, over the limit of %d (max_attempts)`, owner, r.Attempts, l.MaxAttempts)
 	}
-	return checkDuration(r.Backoff, fmt.Sprintf(`"backoff" in the "retry" of %s`, owner))
+	if err := checkDuration(r.Backoff, fmt.Sprintf(`"backoff" in the "retry" of %s`, owner)); err != nil {
+		return err
+	}
+	// One attempt never waits, so its backoff does not matter.
+	if r.Attempts > 1 && r.Backoff.Std() < l.MinBackoff {
+		return fmt.Errorf(`"backoff" in the "retry" of %s is %s, under the minimum of %s (min_backoff) for a retry of more than one attempt`, owner, r.Backoff, l.MinBackoff)
+	}
+	return nil
+}
+
+// checkSleep checks params.ms of a task the sleep builtin runs or rolls
+// back: a whole number of milliseconds from 0 to max. Without the bound,
+// ms near 2^63 overflowed the builtin's time.Duration.
+func checkSleep(params map[string]any, task string, max time.Duration) error {
+	ms, err := intParam(params, "ms", 100)
+	if err != nil {
+		return fmt.Errorf("%s runs sleep: %w", task, err)
+	}
+	if ms < 0 || ms > max.Milliseconds() {
+		return fmt.Errorf("%s runs sleep with params.ms %d; it must be from 0 to %d, %s (max_sleep)", task, ms, max.Milliseconds(), max)
+	}
+	return nil
 }
 
 // cycleError names the tasks of a cycle found by findCycle.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -342,4 +343,62 @@ func TestCheckNamePatterns(t *testing.T) {
 			t.Fatalf("validTaskID(%q) = %v, want %v", s, got, want)
 		}
 	})
+}
+
+// TestCheckWorkLimits: on a2a74ac, Load accepted retry attempts of 10^9
+// with no backoff (2,124 calls to a failing service in 3 s) and a sleep of
+// 2^63-1 ms; each is now refused, naming the task and the limit's key.
+func TestCheckWorkLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string
+	}{
+		{"attempts over the limit", "name: x\ntasks: [{id: a, run: fail, retry: {attempts: 1000000000, backoff: 1s}}]",
+			`"attempts" in the "retry" of task "a" is 1000000000, over the limit of 100 (max_attempts)`},
+		{"default attempts over the limit", "name: x\ndefaults: {retry: {attempts: 101, backoff: 1s}}\ntasks: [{id: a, run: fail}]",
+			`"attempts" in the "retry" of the defaults is 101, over the limit of 100 (max_attempts)`},
+		{"no backoff", "name: x\ntasks: [{id: a, run: fail, retry: {attempts: 3, backoff: 0s}}]",
+			`"backoff" in the "retry" of task "a" is 0s, under the minimum of 10ms (min_backoff) for a retry of more than one attempt`},
+		{"backoff omitted", "name: x\ndefaults: {retry: {attempts: 3}}\ntasks: [{id: a, run: fail}]",
+			`"backoff" in the "retry" of the defaults is 0s, under the minimum of 10ms (min_backoff)`},
+		{"sleep overflows", "name: x\ntasks: [{id: a, run: sleep, params: {ms: 9223372036854775807}}]",
+			`task "a" runs sleep with params.ms 9223372036854775807; it must be from 0 to 3600000, 1h0m0s (max_sleep)`},
+		{"sleep negative", "name: x\ntasks: [{id: a, run: echo, rollback: sleep, params: {ms: -5}}]",
+			`task "a" runs sleep with params.ms -5; it must be from 0 to 3600000`},
+		{"sleep ms not a number", "name: x\ntasks: [{id: a, run: sleep, params: {ms: soon}}]",
+			`task "a" runs sleep: param ms: want a whole number, got soon`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load([]byte(tt.src), nil, DefaultLimits())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+
+	// At the limits, and with the limits a node may configure instead;
+	// zero takes the default.
+	ok := []struct {
+		src string
+		l   Limits
+	}{
+		{"name: x\ntasks: [{id: a, run: fail, retry: {attempts: 100, backoff: 10ms}}]", DefaultLimits()},
+		{"name: x\ntasks: [{id: a, run: fail, retry: {attempts: 1}}]", DefaultLimits()},
+		{"name: x\ntasks: [{id: a, run: sleep, params: {ms: 3600000}}]", DefaultLimits()},
+		{"name: x\ntasks: [{id: a, run: fail, retry: {attempts: 100, backoff: 10ms}}]", Limits{MaxTasks: 1, MaxFileBytes: 1 << 10, MaxOutputBytes: 1}},
+		{"name: x\ntasks: [{id: a, run: fail, retry: {attempts: 500, backoff: 1ms}}]",
+			Limits{MaxTasks: 1, MaxFileBytes: 1 << 10, MaxOutputBytes: 1, MaxAttempts: 500, MinBackoff: time.Millisecond}},
+	}
+	for _, tt := range ok {
+		if _, err := Load([]byte(tt.src), nil, tt.l); err != nil {
+			t.Errorf("Load(%q, %+v) = %v, want it accepted", tt.src, tt.l, err)
+		}
+	}
+	l := DefaultLimits()
+	l.MaxAttempts = 2
+	if _, err := Load([]byte("name: x\ntasks: [{id: a, run: fail, retry: {attempts: 3, backoff: 1s}}]"), nil, l); err == nil || !strings.Contains(err.Error(), "over the limit of 2 (max_attempts)") {
+		t.Errorf("a node's own max_attempts of 2: %v", err)
+	}
 }

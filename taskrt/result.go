@@ -38,13 +38,23 @@ func PolicyOf(op *Operation, t Task) Policy {
 // pass the task's rule (nil for none). The ledger calls it on recorded
 // outputs, so every node reaches the same verdict.
 func Judge(t Task, rule *Rule, out map[string]any, inputs map[string]any, attempts, maxBytes int) Result {
+	res, _ := JudgeCost(t, rule, out, inputs, attempts, maxBytes)
+	return res
+}
+
+// JudgeCost is Judge that also returns the CEL cost of evaluating the rule
+// (see [Rule.EvalCost]): what the ledger counts against a block's
+// evaluation budget.
+func JudgeCost(t Task, rule *Rule, out map[string]any, inputs map[string]any, attempts, maxBytes int) (Result, uint64) {
 	out, err := CheckOutput(t, out, maxBytes)
 	if err != nil {
-		return Result{Status: TaskFailed, Attempts: attempts, Reason: err.Error()}
+		return Result{Status: TaskFailed, Attempts: attempts, Reason: err.Error()}, 0
 	}
 	res := Result{Status: TaskSucceeded, Attempts: attempts, Output: out, Valid: true}
+	var cost uint64
 	if rule != nil {
-		ok, err := rule.Eval(out, inputs, t.Params)
+		var ok bool
+		ok, cost, err = rule.EvalCost(out, inputs, t.Params)
 		switch {
 		case err != nil:
 			res.Valid, res.Reason = false, err.Error()
@@ -52,7 +62,7 @@ func Judge(t Task, rule *Rule, out map[string]any, inputs map[string]any, attemp
 			res.Valid, res.Reason = false, rule.Reason()
 		}
 	}
-	return res
+	return res, cost
 }
 
 // CheckOutput normalises a function's output and checks that it holds

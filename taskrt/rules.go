@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
@@ -31,6 +32,7 @@ type Rule struct {
 	hash    [32]byte
 	program cel.Program   // nil for the empty rule
 	adapter types.Adapter // the environment's, converting Eval's arguments
+	ast     *cel.Ast      // the checked rule, for MaxCost
 }
 
 // ruleEnv is built once: building a CEL environment costs far more than
@@ -92,7 +94,96 @@ func CompileRule(src string) (*Rule, error) {
 	}
 	r.program = prg
 	r.adapter = env.CELTypeAdapter()
+	r.ast = ast
 	return r, nil
+}
+
+// MaxCost returns the most an evaluation of the rule can cost, in CEL's
+// cost units: cel-go's static estimate, given that no string, list or map
+// in output is larger than outputBytes and none in inputs or params larger
+// than otherBytes, and at most RuleCostLimit, where evaluation stops. The
+// estimate is a function of the source and the sizes alone, so every node
+// computes the same. The empty rule costs nothing.
+func (r *Rule) MaxCost(outputBytes, otherBytes int) uint64 {
+	if r == nil || r.ast == nil {
+		return 0
+	}
+	env, err := ruleEnv()
+	if err != nil {
+		return RuleCostLimit // cannot happen once the rule compiled
+	}
+	est, err := env.EstimateCost(r.ast, sizeHints{output: uint64(max(outputBytes, 0)), other: uint64(max(otherBytes, 0))})
+	if err != nil {
+		return RuleCostLimit
+	}
+	return min(est.Max, RuleCostLimit)
+}
+
+// sizeHints bounds the size of every value a rule's variables hold: a
+// value of a task's output cannot be longer than the output's JSON, nor
+// one of its inputs or params longer than the operation file or an
+// output. Without hints cel-go assumes any size, and every rule that looks
+// at a string or a list is estimated at the maximum.
+type sizeHints struct{ output, other uint64 }
+
+// EstimateSize implements cost.Estimator.
+func (h sizeHints) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	p := n.Path()
+	if len(p) == 0 {
+		return nil
+	}
+	size := h.other
+	if p[0] == "output" {
+		size = h.output
+	}
+	return &cost.SizeEstimate{Min: 0, Max: size}
+}
+
+// EstimateCallCost implements cost.Estimator: the standard library's own
+// estimates are the right ones.
+func (sizeHints) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+// RuleCostError reports an operation whose rules may cost more, together,
+// than the limit. Every node evaluates every rule on the ledger, so this
+// sum is what one operation can make each of them do.
+type RuleCostError struct {
+	// Cost is the sum of the rules' MaxCost; Limit the limit it exceeds.
+	Cost, Limit uint64
+	// Task is the task whose rule costs most, and TaskCost its cost.
+	Task     string
+	TaskCost uint64
+}
+
+// Error names the operation's cost, the limit's key and the dearest rule.
+func (e *RuleCostError) Error() string {
+	return fmt.Sprintf("the rules of the operation may cost %d, over the limit of %d (max_operation_rule_cost); the dearest is task %q's, at %d",
+		e.Cost, e.Limit, e.Task, e.TaskCost)
+}
+
+// CheckRuleCost returns the MaxCost of each rule of op (rules[i] is task
+// i's, as [CompileRules] returns them), with sizes bounded by l, or a
+// [*RuleCostError] when their sum is over l.MaxRuleCost (zero means
+// DefaultMaxRuleCost).
+func CheckRuleCost(op *Operation, rules []*Rule, l Limits) ([]uint64, error) {
+	l = l.withDefaults()
+	other := max(l.MaxFileBytes, l.MaxOutputBytes)
+	costs := make([]uint64, len(rules))
+	var total, dearest uint64
+	task := ""
+	for i, r := range rules {
+		c := r.MaxCost(l.MaxOutputBytes, other)
+		costs[i] = c
+		total += c // at most 10,000 rules of at most RuleCostLimit: no overflow
+		if c > dearest && i < len(op.Tasks) {
+			dearest, task = c, op.Tasks[i].ID
+		}
+	}
+	if total > l.MaxRuleCost {
+		return costs, &RuleCostError{Cost: total, Limit: l.MaxRuleCost, Task: task, TaskCost: dearest}
+	}
+	return costs, nil
 }
 
 // CompileRules compiles the validate rule of every task of op, in task order,
@@ -137,23 +228,39 @@ func (r *Rule) Reason() string {
 // on these values alone. A run-time error (a missing key, the cost limit, a
 // result that is not a bool) returns false and an error naming the rule.
 func (r *Rule) Eval(output, inputs, params map[string]any) (bool, error) {
+	ok, _, err := r.EvalCost(output, inputs, params)
+	return ok, err
+}
+
+// EvalCost is Eval that also returns what the evaluation cost, in CEL's
+// cost units, at most RuleCostLimit: cel-go's count of the work done,
+// which depends on the rule and the values alone (maps iterate in sorted
+// order), so every node counts the same for one evaluation. An evaluation
+// stopped by the cost limit costs RuleCostLimit; the empty rule costs 0.
+func (r *Rule) EvalCost(output, inputs, params map[string]any) (bool, uint64, error) {
 	if r == nil || r.program == nil {
-		return true, nil
+		return true, 0, nil
 	}
 	vars := map[string]any{
 		"output": r.adapter.NativeToValue(emptyIfNil(output)),
 		"inputs": r.adapter.NativeToValue(emptyIfNil(inputs)),
 		"params": r.adapter.NativeToValue(emptyIfNil(params)),
 	}
-	v, _, err := r.program.Eval(vars)
+	v, det, err := r.program.Eval(vars)
+	cost := uint64(RuleCostLimit)
+	if det != nil {
+		if c := det.ActualCost(); c != nil {
+			cost = min(*c, RuleCostLimit)
+		}
+	}
 	if err != nil {
-		return false, fmt.Errorf("rule `%s`: %w", r.source, err)
+		return false, cost, fmt.Errorf("rule `%s`: %w", r.source, err)
 	}
 	b, ok := v.(types.Bool)
 	if !ok {
-		return false, fmt.Errorf("rule `%s`: returned %s, want bool", r.source, v.Type().TypeName())
+		return false, cost, fmt.Errorf("rule `%s`: returned %s, want bool", r.source, v.Type().TypeName())
 	}
-	return bool(b), nil
+	return bool(b), cost, nil
 }
 
 func emptyIfNil(m map[string]any) map[string]any {

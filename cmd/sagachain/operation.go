@@ -17,6 +17,10 @@ func (a *app) limits() taskrt.Limits {
 		MaxTasks:       a.cfg.Limits.MaxTasks,
 		MaxFileBytes:   a.cfg.Limits.MaxFileBytes,
 		MaxOutputBytes: a.cfg.Limits.MaxOutputBytes,
+		MaxAttempts:    a.cfg.Limits.MaxAttempts,
+		MinBackoff:     a.cfg.Limits.MinBackoff,
+		MaxSleep:       a.cfg.Limits.MaxSleep,
+		MaxRuleCost:    a.cfg.Limits.MaxOperationRuleCost,
 	}
 }
 
@@ -41,6 +45,9 @@ func (a *app) loadOperation(path string, inputs map[string]any) (*taskrt.Plan, [
 	}
 	rules, err := taskrt.CompileRules(op)
 	if err != nil {
+		return nil, nil, inputErrorf("%s: %w", path, err)
+	}
+	if _, err := taskrt.CheckRuleCost(op, rules, a.limits()); err != nil {
 		return nil, nil, inputErrorf("%s: %w", path, err)
 	}
 	return plan, rules, nil
