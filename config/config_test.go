@@ -307,3 +307,36 @@ func TestLoadRefusesInvalidFunction(t *testing.T) {
 		}
 	}
 }
+
+// The rpc limits of issue #10 have defaults that validate, come from the
+// file and the environment, and are refused naming their key.
+func TestRPCLimits(t *testing.T) {
+	c, err := Load(writeConfig(t, "rpc: {listen: 127.0.0.1:1, batch_request_limit: 7, ws_origins: [\"http://127.0.0.1:3000\"], cors_domains: [\"*\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RPC.BatchRequestLimit != 7 || !slices.Equal(c.RPC.WSOrigins, []string{"http://127.0.0.1:3000"}) || !slices.Equal(c.RPC.CORSDomains, []string{"*"}) ||
+		c.RPC.MaxResponseBytes != Default().RPC.MaxResponseBytes {
+		t.Errorf("rpc = %+v", c.RPC)
+	}
+	t.Setenv("SAGACHAIN_RPC_WS_ORIGINS", "http://a.example,https://b.example:8443")
+	if c, err := Load(""); err != nil || !slices.Equal(c.RPC.WSOrigins, []string{"http://a.example", "https://b.example:8443"}) {
+		t.Errorf("SAGACHAIN_RPC_WS_ORIGINS: %v, %v", c.RPC.WSOrigins, err)
+	}
+	for _, tc := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.RPC.BatchRequestLimit = 0 }, "rpc.batch_request_limit:"},
+		{func(c *Config) { c.RPC.BatchResponseMaxBytes = -1 }, "rpc.batch_response_max_bytes:"},
+		{func(c *Config) { c.RPC.MaxResponseBytes = 0 }, "rpc.max_response_bytes:"},
+		{func(c *Config) { c.RPC.WSOrigins = []string{"*", "evil.example"} }, "rpc.ws_origins[1]:"},
+		{func(c *Config) { c.RPC.CORSDomains = []string{"http://a.example/app"} }, "rpc.cors_domains[0]:"},
+	} {
+		c := Default()
+		tc.edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate = %v, want an error containing %q", err, tc.want)
+		}
+	}
+}

@@ -112,6 +112,9 @@ func configText(c config.Config) string {
 chain_id: %s
 key_file: %s
 rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
+# rpc also takes: batch_request_limit: %d, batch_response_max_bytes: %d,
+#   max_response_bytes: %d, ws_origins: [], cors_domains: [] (web pages
+#   besides the node's own UI that may connect; "*" admits any)
 
 # p2p: {listen: %s, peers: []}
 # consensus: {timeout_propose: %s, max_block_entries: %d, max_block_interval: %s}
@@ -129,6 +132,7 @@ rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
 #     window: 5m
 #     webhook: http://127.0.0.1:9100/alerts
 `, c.ChainID, c.KeyFile, c.RPC.Listen,
+		c.RPC.BatchRequestLimit, c.RPC.BatchResponseMaxBytes, c.RPC.MaxResponseBytes,
 		c.P2P.Listen, c.Consensus.TimeoutPropose, c.Consensus.MaxBlockEntries, c.Consensus.MaxBlockInterval,
 		c.Limits.MaxTasks, c.Limits.MaxFileBytes, c.Limits.MaxOutputBytes)
 	return b.String()
