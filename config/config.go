@@ -87,6 +87,17 @@ type P2PConfig struct {
 	// message already reaches every validator from its publisher (see
 	// p2p.Config.FullMesh).
 	FullMesh bool `mapstructure:"full_mesh"`
+
+	// How refused peers are kept cheap (issue #10); see p2p.Config.
+
+	// RefusedBackoff is how long the IP of a peer outside the allow list
+	// is refused before its handshake (unless an allowed peer uses it).
+	RefusedBackoff time.Duration `mapstructure:"refused_backoff"`
+	// RefusalLogInterval is the least time between two log lines about
+	// one refused peer.
+	RefusalLogInterval time.Duration `mapstructure:"refusal_log_interval"`
+	// MaxConnsPerPeer bounds the connections to one peer.
+	MaxConnsPerPeer int `mapstructure:"max_conns_per_peer"`
 }
 
 // ConsensusConfig tunes the consensus protocol.
@@ -136,7 +147,8 @@ func Default() Config {
 		RPC: RPCConfig{Listen: "127.0.0.1:8645",
 			BatchRequestLimit: 100, BatchResponseMaxBytes: 32 << 20, MaxResponseBytes: 24 << 20,
 			WSOrigins: []string{}, CORSDomains: []string{}},
-		P2P: P2PConfig{Listen: "/ip4/127.0.0.1/tcp/26656", Peers: []string{}},
+		P2P: P2PConfig{Listen: "/ip4/127.0.0.1/tcp/26656", Peers: []string{},
+			RefusedBackoff: time.Minute, RefusalLogInterval: time.Minute, MaxConnsPerPeer: 8},
 		Consensus: ConsensusConfig{
 			TimeoutPropose:   time.Second,
 			MaxBlockEntries:  5000,
@@ -437,6 +449,13 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("p2p.peers[%d]", i), "want a multiaddr such as /ip4/127.0.0.1/tcp/26657/p2p/<peer id>, got %q", p)
 		}
 	}
+	if c.P2P.RefusedBackoff <= 0 {
+		bad("p2p.refused_backoff", "want a positive duration, got %s", c.P2P.RefusedBackoff)
+	}
+	if c.P2P.RefusalLogInterval <= 0 {
+		bad("p2p.refusal_log_interval", "want a positive duration, got %s", c.P2P.RefusalLogInterval)
+	}
+	positive("p2p.max_conns_per_peer", c.P2P.MaxConnsPerPeer)
 	if k := c.P2P.PSK; k != "" {
 		if b, err := hex.DecodeString(strings.TrimPrefix(k, "0x")); err != nil || len(b) != 32 {
 			bad("p2p.psk", "want 64 hex digits (32 bytes)")

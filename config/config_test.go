@@ -76,7 +76,7 @@ monitoring:
 	want := Default()
 	want.ChainID = "sagachain-test"
 	want.RPC.Listen = "127.0.0.1:9645"
-	want.P2P = P2PConfig{Listen: "/ip4/127.0.0.1/tcp/36656", Peers: []string{"/ip4/127.0.0.1/tcp/36657/p2p/12D3KooW"}}
+	want.P2P.Listen, want.P2P.Peers = "/ip4/127.0.0.1/tcp/36656", []string{"/ip4/127.0.0.1/tcp/36657/p2p/12D3KooW"}
 	want.Consensus.TimeoutPropose = 250 * time.Millisecond
 	want.Limits.MaxTasks = 20
 	want.Monitoring = []MonitorRule{{Functions: []string{"airline.*"}, Threshold: 10, Window: 5 * time.Minute, Webhook: "http://127.0.0.1:9100/alerts"}}
@@ -308,7 +308,7 @@ func TestLoadRefusesInvalidFunction(t *testing.T) {
 	}
 }
 
-// The rpc limits of issue #10 have defaults that validate, come from the
+// The rpc and p2p limits of issue #10 have defaults that validate, come from the
 // file and the environment, and are refused naming their key.
 func TestRPCLimits(t *testing.T) {
 	c, err := Load(writeConfig(t, "rpc: {listen: 127.0.0.1:1, batch_request_limit: 7, ws_origins: [\"http://127.0.0.1:3000\"], cors_domains: [\"*\"]}\n"))
@@ -332,6 +332,9 @@ func TestRPCLimits(t *testing.T) {
 		{func(c *Config) { c.RPC.MaxResponseBytes = 0 }, "rpc.max_response_bytes:"},
 		{func(c *Config) { c.RPC.WSOrigins = []string{"*", "evil.example"} }, "rpc.ws_origins[1]:"},
 		{func(c *Config) { c.RPC.CORSDomains = []string{"http://a.example/app"} }, "rpc.cors_domains[0]:"},
+		{func(c *Config) { c.P2P.RefusedBackoff = 0 }, "p2p.refused_backoff:"},
+		{func(c *Config) { c.P2P.RefusalLogInterval = -time.Second }, "p2p.refusal_log_interval:"},
+		{func(c *Config) { c.P2P.MaxConnsPerPeer = 0 }, "p2p.max_conns_per_peer:"},
 	} {
 		c := Default()
 		tc.edit(&c)
