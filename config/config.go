@@ -51,6 +51,23 @@ type RPCConfig struct {
 	// for profiling a node under load; off by default because a profile
 	// shows the node's memory.
 	Pprof bool `mapstructure:"pprof"`
+
+	// What one client may make the node do, and which web pages may talk
+	// to it (issue #10); see node/rpc.Limits.
+
+	// BatchRequestLimit is the most calls of one JSON-RPC batch.
+	BatchRequestLimit int `mapstructure:"batch_request_limit"`
+	// BatchResponseMaxBytes bounds the results of one batch together.
+	BatchResponseMaxBytes int `mapstructure:"batch_response_max_bytes"`
+	// MaxResponseBytes bounds the JSON of one list call (sc_operations,
+	// sc_blocks).
+	MaxResponseBytes int `mapstructure:"max_response_bytes"`
+	// WSOrigins are the web origins, besides the node's own UI, that may
+	// open a WebSocket; "*" admits any (as geth's ws.origins).
+	WSOrigins []string `mapstructure:"ws_origins"`
+	// CORSDomains are the web origins, besides the node's own UI, that may
+	// POST calls; "*" admits any (as geth's http.corsdomain).
+	CORSDomains []string `mapstructure:"cors_domains"`
 }
 
 // P2PConfig is the node's peer-to-peer endpoint.
@@ -70,6 +87,17 @@ type P2PConfig struct {
 	// message already reaches every validator from its publisher (see
 	// p2p.Config.FullMesh).
 	FullMesh bool `mapstructure:"full_mesh"`
+
+	// How refused peers are kept cheap (issue #10); see p2p.Config.
+
+	// RefusedBackoff is how long the IP of a peer outside the allow list
+	// is refused before its handshake (unless an allowed peer uses it).
+	RefusedBackoff time.Duration `mapstructure:"refused_backoff"`
+	// RefusalLogInterval is the least time between two log lines about
+	// one refused peer.
+	RefusalLogInterval time.Duration `mapstructure:"refusal_log_interval"`
+	// MaxConnsPerPeer bounds the connections to one peer.
+	MaxConnsPerPeer int `mapstructure:"max_conns_per_peer"`
 }
 
 // ConsensusConfig tunes the consensus protocol.
@@ -132,8 +160,11 @@ func Default() Config {
 	return Config{
 		ChainID: "sagachain-dev",
 		KeyFile: "key.hex",
-		RPC:     RPCConfig{Listen: "127.0.0.1:8645"},
-		P2P:     P2PConfig{Listen: "/ip4/127.0.0.1/tcp/26656", Peers: []string{}},
+		RPC: RPCConfig{Listen: "127.0.0.1:8645",
+			BatchRequestLimit: 100, BatchResponseMaxBytes: 32 << 20, MaxResponseBytes: 24 << 20,
+			WSOrigins: []string{}, CORSDomains: []string{}},
+		P2P: P2PConfig{Listen: "/ip4/127.0.0.1/tcp/26656", Peers: []string{},
+			RefusedBackoff: time.Minute, RefusalLogInterval: time.Minute, MaxConnsPerPeer: 8},
 		Consensus: ConsensusConfig{
 			TimeoutPropose:   time.Second,
 			MaxBlockEntries:  5000,
@@ -410,6 +441,23 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.RPC.Listen); err != nil {
 		bad("rpc.listen", "want host:port, got %q", c.RPC.Listen)
 	}
+	positive := func(key string, v int) {
+		if v <= 0 {
+			bad(key, "want a positive number, got %d", v)
+		}
+	}
+	positive("rpc.batch_request_limit", c.RPC.BatchRequestLimit)
+	positive("rpc.batch_response_max_bytes", c.RPC.BatchResponseMaxBytes)
+	positive("rpc.max_response_bytes", c.RPC.MaxResponseBytes)
+	origins := func(key string, list []string) {
+		for i, o := range list {
+			if o != "*" && !isOrigin(o) {
+				bad(fmt.Sprintf("%s[%d]", key, i), "want \"*\" or an origin such as http://127.0.0.1:3000, got %q", o)
+			}
+		}
+	}
+	origins("rpc.ws_origins", c.RPC.WSOrigins)
+	origins("rpc.cors_domains", c.RPC.CORSDomains)
 	if !strings.HasPrefix(c.P2P.Listen, "/") {
 		bad("p2p.listen", "want a multiaddr such as /ip4/127.0.0.1/tcp/26656, got %q", c.P2P.Listen)
 	}
@@ -418,6 +466,13 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("p2p.peers[%d]", i), "want a multiaddr such as /ip4/127.0.0.1/tcp/26657/p2p/<peer id>, got %q", p)
 		}
 	}
+	if c.P2P.RefusedBackoff <= 0 {
+		bad("p2p.refused_backoff", "want a positive duration, got %s", c.P2P.RefusedBackoff)
+	}
+	if c.P2P.RefusalLogInterval <= 0 {
+		bad("p2p.refusal_log_interval", "want a positive duration, got %s", c.P2P.RefusalLogInterval)
+	}
+	positive("p2p.max_conns_per_peer", c.P2P.MaxConnsPerPeer)
 	if k := c.P2P.PSK; k != "" {
 		if b, err := hex.DecodeString(strings.TrimPrefix(k, "0x")); err != nil || len(b) != 32 {
 			bad("p2p.psk", "want 64 hex digits (32 bytes)")
@@ -519,6 +574,13 @@ func (m MonitorRule) validate() error {
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// isOrigin reports whether s is a web origin as a browser sends it:
+// scheme://host[:port], nothing more.
+func isOrigin(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == ""
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }

@@ -76,7 +76,7 @@ monitoring:
 	want := Default()
 	want.ChainID = "sagachain-test"
 	want.RPC.Listen = "127.0.0.1:9645"
-	want.P2P = P2PConfig{Listen: "/ip4/127.0.0.1/tcp/36656", Peers: []string{"/ip4/127.0.0.1/tcp/36657/p2p/12D3KooW"}}
+	want.P2P.Listen, want.P2P.Peers = "/ip4/127.0.0.1/tcp/36656", []string{"/ip4/127.0.0.1/tcp/36657/p2p/12D3KooW"}
 	want.Consensus.TimeoutPropose = 250 * time.Millisecond
 	want.Limits.MaxTasks = 20
 	want.Monitoring = []MonitorRule{{Functions: []string{"airline.*"}, Threshold: 10, Window: 5 * time.Minute, Webhook: "http://127.0.0.1:9100/alerts"}}
@@ -308,6 +308,42 @@ func TestLoadRefusesInvalidFunction(t *testing.T) {
 		_, err := Load(p)
 		if err == nil || !strings.Contains(err.Error(), "functions.airline.reserve: set exactly one of http or exec") {
 			t.Errorf("Load(%q) = %v, want the function's key named", body, err)
+		}
+	}
+}
+
+// The rpc and p2p limits of issue #10 have defaults that validate, come from the
+// file and the environment, and are refused naming their key.
+func TestRPCLimits(t *testing.T) {
+	c, err := Load(writeConfig(t, "rpc: {listen: 127.0.0.1:1, batch_request_limit: 7, ws_origins: [\"http://127.0.0.1:3000\"], cors_domains: [\"*\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RPC.BatchRequestLimit != 7 || !slices.Equal(c.RPC.WSOrigins, []string{"http://127.0.0.1:3000"}) || !slices.Equal(c.RPC.CORSDomains, []string{"*"}) ||
+		c.RPC.MaxResponseBytes != Default().RPC.MaxResponseBytes {
+		t.Errorf("rpc = %+v", c.RPC)
+	}
+	t.Setenv("SAGACHAIN_RPC_WS_ORIGINS", "http://a.example,https://b.example:8443")
+	if c, err := Load(""); err != nil || !slices.Equal(c.RPC.WSOrigins, []string{"http://a.example", "https://b.example:8443"}) {
+		t.Errorf("SAGACHAIN_RPC_WS_ORIGINS: %v, %v", c.RPC.WSOrigins, err)
+	}
+	for _, tc := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.RPC.BatchRequestLimit = 0 }, "rpc.batch_request_limit:"},
+		{func(c *Config) { c.RPC.BatchResponseMaxBytes = -1 }, "rpc.batch_response_max_bytes:"},
+		{func(c *Config) { c.RPC.MaxResponseBytes = 0 }, "rpc.max_response_bytes:"},
+		{func(c *Config) { c.RPC.WSOrigins = []string{"*", "evil.example"} }, "rpc.ws_origins[1]:"},
+		{func(c *Config) { c.RPC.CORSDomains = []string{"http://a.example/app"} }, "rpc.cors_domains[0]:"},
+		{func(c *Config) { c.P2P.RefusedBackoff = 0 }, "p2p.refused_backoff:"},
+		{func(c *Config) { c.P2P.RefusalLogInterval = -time.Second }, "p2p.refusal_log_interval:"},
+		{func(c *Config) { c.P2P.MaxConnsPerPeer = 0 }, "p2p.max_conns_per_peer:"},
+	} {
+		c := Default()
+		tc.edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate = %v, want an error containing %q", err, tc.want)
 		}
 	}
 }

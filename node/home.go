@@ -112,8 +112,11 @@ func configText(c config.Config) string {
 chain_id: %s
 key_file: %s
 rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
+# rpc also takes: batch_request_limit: %d, batch_response_max_bytes: %d,
+#   max_response_bytes: %d, ws_origins: [], cors_domains: [] (web pages
+#   besides the node's own UI that may connect; "*" admits any)
 
-# p2p: {listen: %s, peers: []}
+# p2p: {listen: %s, peers: [], refused_backoff: %s, refusal_log_interval: %s, max_conns_per_peer: %d}
 # consensus: {timeout_propose: %s, max_block_entries: %d, max_block_interval: %s}
 # limits: {max_tasks: %d, max_file_bytes: %d, max_output_bytes: %d,
 #          max_attempts: %d, min_backoff: %s, max_sleep: %s, max_operation_rule_cost: %d}
@@ -130,7 +133,8 @@ rpc: {listen: %s}  # JSON-RPC over HTTP and WebSocket, web UI at /
 #     window: 5m
 #     webhook: http://127.0.0.1:9100/alerts
 `, c.ChainID, c.KeyFile, c.RPC.Listen,
-		c.P2P.Listen, c.Consensus.TimeoutPropose, c.Consensus.MaxBlockEntries, c.Consensus.MaxBlockInterval,
+		c.RPC.BatchRequestLimit, c.RPC.BatchResponseMaxBytes, c.RPC.MaxResponseBytes,
+		c.P2P.Listen, c.P2P.RefusedBackoff, c.P2P.RefusalLogInterval, c.P2P.MaxConnsPerPeer, c.Consensus.TimeoutPropose, c.Consensus.MaxBlockEntries, c.Consensus.MaxBlockInterval,
 		c.Limits.MaxTasks, c.Limits.MaxFileBytes, c.Limits.MaxOutputBytes,
 		c.Limits.MaxAttempts, c.Limits.MinBackoff, c.Limits.MaxSleep, c.Limits.MaxOperationRuleCost)
 	return b.String()

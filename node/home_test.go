@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestInitHomeMakesAHomeLoadHomeReads(t *testing.T) {
 	// commented out.
 	want := config.Default()
 	want.ChainID = "test-chain"
-	if opts.Config.ChainID != want.ChainID || opts.Config.RPC != want.RPC || opts.Config.Consensus != want.Consensus ||
+	if opts.Config.ChainID != want.ChainID || !reflect.DeepEqual(opts.Config.RPC, want.RPC) || opts.Config.Consensus != want.Consensus ||
 		opts.Config.Limits != want.Limits || opts.Config.KeyFile != want.KeyFile {
 		t.Errorf("config %+v, want %+v", opts.Config, want)
 	}

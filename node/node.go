@@ -463,7 +463,7 @@ func (n *Node) RPCAddr() string {
 }
 
 func (n *Node) serveRPC() (*rpcServer, error) {
-	h, err := rpc.Handler(n, n.opts.UI)
+	h, err := rpc.Handler(n, n.opts.UI, rpcLimits(n.opts.Config.RPC))
 	if err != nil {
 		return nil, err
 	}

@@ -130,6 +130,10 @@ func startNetwork(ctx context.Context, n *Node) (*p2pNetwork, error) {
 		// mempool drop duplicates.
 		SeenTTL: 3 * time.Second,
 		Logger:  n.log.With("component", "p2p"),
+		// Refused peers are cheap and logged at a bounded rate (issue #10).
+		RefusedBackoff:     n.opts.Config.P2P.RefusedBackoff,
+		RefusalLogInterval: n.opts.Config.P2P.RefusalLogInterval,
+		MaxConnsPerPeer:    n.opts.Config.P2P.MaxConnsPerPeer,
 	}
 	h, err := p2p.New(ctx, cfg)
 	if err != nil {

@@ -35,6 +35,21 @@ const (
 	DefaultSyncMaxRecords = 256
 	// DefaultSyncMaxBytes caps the record bytes of one block-sync response.
 	DefaultSyncMaxBytes = 8 << 20
+	// DefaultRefusedBackoff is how long the IP of a refused peer is refused
+	// before its handshake (p2p.refused_backoff).
+	DefaultRefusedBackoff = time.Minute
+	// DefaultRefusalLogInterval is how often the refusals of one peer are
+	// logged at most (p2p.refusal_log_interval).
+	DefaultRefusalLogInterval = time.Minute
+	// DefaultMaxConnsPerPeer bounds the connections to one peer, in the
+	// resource manager (p2p.max_conns_per_peer). Two hosts dialling each
+	// other at once hold two for a moment; a few more leave room for a
+	// reconnect while the old connection closes.
+	DefaultMaxConnsPerPeer = 8
+	// stableConn is how long a connection must last for its dial to count
+	// as a success: one that the other side closes sooner (it refuses our
+	// key) counts as a failed dial, so that the redial backs off.
+	stableConn = 5 * time.Second
 )
 
 // pskLen is the length of a libp2p private-network key.
@@ -105,6 +120,20 @@ type Config struct {
 	// ones this host serves and the ones it accepts.
 	SyncMaxRecords int
 	SyncMaxBytes   int
+
+	// RefusedBackoff is how long an IP that presented a peer outside
+	// Allowed is refused at accept, before any handshake, unless an
+	// allowed peer uses it too.
+	RefusedBackoff time.Duration
+	// RefusalLogInterval is the least time between two log lines about
+	// refusals of one peer; each line says how many it stands for.
+	RefusalLogInterval time.Duration
+	// MaxConnsPerPeer bounds the connections to one peer (the resource
+	// manager's per-peer limit).
+	MaxConnsPerPeer int
+
+	// now is the gater's clock; nil is time.Now. Tests set it.
+	now func() time.Time
 }
 
 // withDefaults returns a copy of c with zero fields set to their defaults.
@@ -120,6 +149,12 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.SyncTimeout, DefaultSyncTimeout)
 	setDefault(&c.SyncMaxRecords, DefaultSyncMaxRecords)
 	setDefault(&c.SyncMaxBytes, DefaultSyncMaxBytes)
+	setDefault(&c.RefusedBackoff, DefaultRefusedBackoff)
+	setDefault(&c.RefusalLogInterval, DefaultRefusalLogInterval)
+	setDefault(&c.MaxConnsPerPeer, DefaultMaxConnsPerPeer)
+	if c.now == nil {
+		c.now = time.Now
+	}
 	return c
 }
 
@@ -169,6 +204,8 @@ func (c *Config) check() error {
 		{"DialBackoffMax", c.DialBackoffMax},
 		{"SeenTTL", c.SeenTTL},
 		{"SyncTimeout", c.SyncTimeout},
+		{"RefusedBackoff", c.RefusedBackoff},
+		{"RefusalLogInterval", c.RefusalLogInterval},
 	}
 	for _, d := range durations {
 		if d.v < 0 {
@@ -185,6 +222,7 @@ func (c *Config) check() error {
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"SyncMaxRecords", c.SyncMaxRecords},
 		{"SyncMaxBytes", c.SyncMaxBytes},
+		{"MaxConnsPerPeer", c.MaxConnsPerPeer},
 	}
 	for _, s := range sizes {
 		if s.v < 0 {

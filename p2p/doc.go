@@ -15,6 +15,12 @@
 // Config.Allowed, checked when dialling and again after the security handshake
 // has authenticated the remote key, so a node outside the list can neither
 // connect nor be dialled, and therefore cannot publish, relay or receive.
+// Refusals are cheap: the IP a refused peer came from is refused before the
+// handshake for Config.RefusedBackoff (unless an allowed peer uses it), a
+// refused peer is logged once per Config.RefusalLogInterval, a static peer
+// that closes our connection at once is redialled with backoff as if the
+// dial had failed, and the resource manager caps the connections per peer
+// (Config.MaxConnsPerPeer).
 //
 // Gossip. Two gossipsub topics per chain, /sagachain/<chain-id>/entries/1 and
 // /sagachain/<chain-id>/consensus/1 (Topic). Every topic has a caller-supplied

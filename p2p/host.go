@@ -11,9 +11,11 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -31,6 +33,7 @@ const connEventBuffer = 256
 type Host struct {
 	cfg    Config
 	host   host.Host
+	gater  *allowList
 	mesh   *meshTracer
 	topics map[Topic]*pubsub.Topic // fixed after New
 	static map[peer.ID]*staticPeer // fixed after New
@@ -71,8 +74,15 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: PrivKey: %w", ErrConfig, err)
 	}
-	gater := newAllowList(cfg.Allowed, cfg.Logger)
+	gater := newAllowListWith(cfg.Allowed, cfg.Logger, cfg.RefusedBackoff, cfg.RefusalLogInterval, cfg.now)
 	static, err := cfg.staticPeers(self, gater)
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range static {
+		gater.trust(sp.Addrs)
+	}
+	rm, err := resourceManager(cfg.MaxConnsPerPeer)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +93,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(gater),
+		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
 		// libp2p's metrics register in the global Prometheus registry, which
 		// would tie every host of a process (and of a test) together.
@@ -102,6 +113,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
+		rm.Close()
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
 
@@ -111,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg:        cfg,
 		host:       lh,
+		gater:      gater,
 		topics:     make(map[Topic]*pubsub.Topic, len(topics)),
 		static:     make(map[peer.ID]*staticPeer, len(static)),
 		ctx:        hctx,
@@ -139,6 +152,24 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	go h.watchConnections()
 	h.startRedialers(static)
 	return h, nil
+}
+
+// resourceManager is libp2p's resource manager with its default limits,
+// scaled to the machine as libp2p.New would, but at most maxConnsPerPeer
+// connections to one peer: a permissioned network needs a few, and a
+// peer opening more is not one of its nodes. libp2p's default limits per
+// IP and its connection rate limit stay (they exempt loopback, which the
+// gater's backoff covers).
+func resourceManager(maxConnsPerPeer int) (network.ResourceManager, error) {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	n := rcmgr.LimitVal(maxConnsPerPeer)
+	partial := rcmgr.PartialLimitConfig{PeerDefault: rcmgr.ResourceLimits{Conns: n, ConnsInbound: n, ConnsOutbound: n}}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(scaling.AutoScale())))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: resource manager: %w", err)
+	}
+	return rm, nil
 }
 
 // Close stops the host: it closes every connection and stream, stops the

@@ -40,13 +40,20 @@ func (h *Host) startRedialers(static []peer.AddrInfo) {
 }
 
 // keepConnected dials sp whenever it is not connected, waiting a jittered,
-// exponentially growing delay after each failure, until Close.
+// exponentially growing delay after each failure, until Close. A dial whose
+// connection closes within stableConn counts as a failure too: that is how
+// a peer that refuses our key looks from here (the handshake completes on
+// our side before the other checks our id), and redialling it at once made
+// a node outside the genesis dial hundreds of times a second.
 func (h *Host) keepConnected(sp *staticPeer) {
 	defer h.wg.Done()
 	failures := 0
+	var dialed time.Time // when our last successful dial was made, if it is still to be judged
 	for {
 		if h.host.Network().Connectedness(sp.info.ID) == network.Connected {
-			failures = 0
+			if dialed.IsZero() {
+				failures = 0 // the peer dialled us: it is up and allows us
+			}
 			select {
 			case <-h.ctx.Done():
 				return
@@ -54,33 +61,53 @@ func (h *Host) keepConnected(sp *staticPeer) {
 			}
 			continue
 		}
+		if !dialed.IsZero() {
+			lasted := time.Since(dialed)
+			dialed = time.Time{}
+			if lasted >= stableConn {
+				failures = 0
+			} else if !h.backOff(sp, &failures, "the peer closed the connection at once; it may not allow this node's key", nil) {
+				return
+			}
+		}
 		err := h.dial(sp.info)
 		if err == nil {
-			failures = 0
+			dialed = time.Now()
 			continue
 		}
 		if h.ctx.Err() != nil {
 			return
 		}
-		delay := redialDelay(failures, h.cfg.DialBackoff, h.cfg.DialBackoffMax)
-		failures++
-		h.cfg.Logger.Debug("p2p: dial of a static peer failed", "peer", sp.info.ID, "failures", failures, "retry_in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-h.ctx.Done():
-			t.Stop()
+		if !h.backOff(sp, &failures, "dial of a static peer failed", err) {
 			return
-		case <-t.C:
-		case <-sp.wake:
-			// The peer dialled us, or dropped again: look afresh.
-			t.Stop()
 		}
 	}
 }
 
-// dial makes one attempt to connect to info. It bypasses the swarm's own
-// dial backoff, which would otherwise refuse to redial a restarted peer for
-// several seconds after a failure; keepConnected paces the attempts instead.
+// backOff waits the redial delay after one more failure of sp, or less if
+// sp dials us meanwhile; it returns false when the host closes. A wake that
+// leaves sp unconnected (the close of the connection just judged) does not
+// end the wait, or a refusing peer would be redialled at once.
+func (h *Host) backOff(sp *staticPeer, failures *int, what string, err error) bool {
+	delay := redialDelay(*failures, h.cfg.DialBackoff, h.cfg.DialBackoffMax)
+	*failures++
+	h.cfg.Logger.Debug("p2p: "+what, "peer", sp.info.ID, "failures", *failures, "retry_in", delay, "err", err)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-sp.wake:
+			if h.host.Network().Connectedness(sp.info.ID) == network.Connected {
+				return true
+			}
+		}
+	}
+}
+
 func (h *Host) dial(info peer.AddrInfo) error {
 	ctx := network.WithForceDirectDial(h.ctx, "sagachain static peer")
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)

@@ -89,7 +89,7 @@ func (a *app) chainBlock(cmd *cobra.Command, args []string) error {
 	}
 	var s strings.Builder
 	writeBlock(&s, b)
-	_, err = fmt.Fprint(a.stdout, s.String())
+	_, err = fmt.Fprint(a.stdout, printableText(s.String()))
 	return err
 }
 
@@ -98,7 +98,7 @@ func (a *app) chainBlock(cmd *cobra.Command, args []string) error {
 func writeBlock(s *strings.Builder, b *rpc.BlockInfo) {
 	proposer := b.Proposer.Hex()
 	if b.ProposerName != "" {
-		proposer += " (" + b.ProposerName + ")"
+		proposer += " (" + printable(b.ProposerName) + ")"
 	}
 	fmt.Fprintf(s, "block %d  %s\n", b.Height, b.Hash.Hex())
 	fmt.Fprintf(s, "time      %s  round %d\n", msTime(b.Time), b.Round)
@@ -106,32 +106,32 @@ func writeBlock(s *strings.Builder, b *rpc.BlockInfo) {
 	fmt.Fprintf(s, "proposer  %s\n", proposer)
 	fmt.Fprintf(s, "entries   %d  (root %s)\n", len(b.Entries), shortID(b.EntriesRoot.Hex()))
 	for _, e := range b.Entries {
-		fmt.Fprintf(s, "  %3d  %-20s", e.Index, e.Kind)
+		fmt.Fprintf(s, "  %3d  %-20s", e.Index, printable(e.Kind))
 		if e.Operation != nil {
 			fmt.Fprintf(s, " op %s", shortID(e.Operation.Hex()))
 		}
 		switch {
 		case e.Name != "":
-			fmt.Fprintf(s, " %s", e.Name)
+			fmt.Fprintf(s, " %s", printable(e.Name))
 		case e.Stage != nil:
 			ids := make([]string, len(e.Tasks))
 			for i, t := range e.Tasks {
 				ids[i] = t.ID
 			}
-			fmt.Fprintf(s, " stage %d: %s", *e.Stage, strings.Join(ids, ", "))
+			fmt.Fprintf(s, " stage %d: %s", *e.Stage, printable(strings.Join(ids, ", ")))
 		case e.Task != "":
-			fmt.Fprintf(s, " task %s", e.Task)
+			fmt.Fprintf(s, " task %s", printable(e.Task))
 			if e.Attempts > 0 {
 				fmt.Fprintf(s, ", %s", plural(int(e.Attempts), "attempt"))
 			}
 			if e.Error != "" {
-				fmt.Fprintf(s, ": %s", e.Error)
+				fmt.Fprintf(s, ": %s", printable(e.Error))
 			}
 		case e.Functions != nil:
-			fmt.Fprintf(s, " functions %s", strings.Join(e.Functions, ", "))
+			fmt.Fprintf(s, " functions %s", printable(strings.Join(e.Functions, ", ")))
 		}
 		if e.DecodeError != "" {
-			fmt.Fprintf(s, " (cannot decode: %s)", e.DecodeError)
+			fmt.Fprintf(s, " (cannot decode: %s)", printable(e.DecodeError))
 		}
 		s.WriteString("\n")
 	}

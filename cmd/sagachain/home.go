@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -185,9 +186,16 @@ func (a *app) printKey(k *ledger.PrivateKey, path string) error {
 	return err
 }
 
-// printJSON prints v as indented JSON on stdout.
+// printJSON prints v as indented JSON on stdout, with the characters a
+// terminal acts on that encoding/json leaves raw escaped too (see
+// escapeJSON): the strings decode to exactly what was recorded.
 func (a *app) printJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := a.stdout.Write(escapeJSON(buf.Bytes()))
+	return err
 }

@@ -89,18 +89,19 @@ func (a *app) opGet(cmd *cobra.Command, args []string) error {
 	}
 	var b strings.Builder
 	writeOperation(&b, *v)
-	_, err = fmt.Fprint(a.stdout, b.String())
+	_, err = fmt.Fprint(a.stdout, printableText(b.String()))
 	return err
 }
 
 // writeOperation writes an operation for a person: what it is, each stage
 // with each task (functions, executor, attempts, rule and verdict, output,
-// error), then its history.
+// error), then its history. Every recorded string goes through printable,
+// since anyone who can submit, or whose function is called, wrote it.
 func writeOperation(b *strings.Builder, v taskrt.OperationView) {
-	fmt.Fprintf(b, "%s %s\n", v.Name, v.ID)
-	fmt.Fprintf(b, "status     %s\n", v.Status)
+	fmt.Fprintf(b, "%s %s\n", printable(v.Name), printable(v.ID))
+	fmt.Fprintf(b, "status     %s\n", printable(string(v.Status)))
 	if v.Submitter != "" {
-		fmt.Fprintf(b, "submitter  %s\n", v.Submitter)
+		fmt.Fprintf(b, "submitter  %s\n", printable(v.Submitter))
 	}
 	fmt.Fprintf(b, "submitted  block %d\n", v.SubmittedHeight)
 	idW := 0
@@ -110,42 +111,42 @@ func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 		}
 	}
 	for _, s := range v.Stages {
-		fmt.Fprintf(b, "stage %d  %s", s.Index, s.Status)
+		fmt.Fprintf(b, "stage %d  %s", s.Index, printable(s.Status))
 		if s.Hash != "" {
-			fmt.Fprintf(b, "  record %s (prev %s)", shortID(s.Hash), shortID(s.Prev))
+			fmt.Fprintf(b, "  record %s (prev %s)", printable(shortID(s.Hash)), printable(shortID(s.Prev)))
 		}
 		b.WriteString("\n")
 		for _, t := range s.Tasks {
-			fmt.Fprintf(b, "  %-*s  %s  run %s, rollback %s", idW, t.ID, t.Status, t.Run, rollbackName(t.Rollback))
+			fmt.Fprintf(b, "  %-*s  %s  run %s, rollback %s", idW, printable(t.ID), printable(string(t.Status)), printable(t.Run), printable(rollbackName(t.Rollback)))
 			if t.Attempts > 0 {
 				fmt.Fprintf(b, ", %s", plural(t.Attempts, "attempt"))
 			}
 			b.WriteString("\n")
 			pad := strings.Repeat(" ", idW+4)
 			if t.Executor != "" {
-				fmt.Fprintf(b, "%sexecutor  %s\n", pad, t.Executor)
+				fmt.Fprintf(b, "%sexecutor  %s\n", pad, printable(t.Executor))
 			}
 			if t.Rule != "" {
 				verdict := t.Validation
 				if verdict == "" {
 					verdict = "not yet checked"
 				}
-				fmt.Fprintf(b, "%srule      %s  (%s)\n", pad, t.Rule, verdict)
+				fmt.Fprintf(b, "%srule      %s  (%s)\n", pad, printable(t.Rule), printable(string(verdict)))
 			}
 			if t.Output != nil {
 				out, err := json.Marshal(t.Output)
 				if err != nil {
 					out = []byte(fmt.Sprint(t.Output))
 				}
-				fmt.Fprintf(b, "%soutput    %s\n", pad, out)
+				fmt.Fprintf(b, "%soutput    %s\n", pad, printable(string(out)))
 			}
 			if t.Error != "" {
-				fmt.Fprintf(b, "%serror     %s\n", pad, t.Error)
+				fmt.Fprintf(b, "%serror     %s\n", pad, printable(t.Error))
 			}
 			if t.RollbackAttempts > 0 {
 				fmt.Fprintf(b, "%srollback  %s", pad, plural(t.RollbackAttempts, "attempt"))
 				if t.RollbackError != "" {
-					fmt.Fprintf(b, ": %s", t.RollbackError)
+					fmt.Fprintf(b, ": %s", printable(t.RollbackError))
 				}
 				b.WriteString("\n")
 			}
@@ -153,12 +154,12 @@ func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 	}
 	b.WriteString("events\n")
 	for _, e := range v.Events {
-		fmt.Fprintf(b, "  block %-6d %3d  %s", e.Height, e.Seq, e.Type)
+		fmt.Fprintf(b, "  block %-6d %3d  %s", e.Height, e.Seq, printable(string(e.Type)))
 		if e.Stage != nil {
 			fmt.Fprintf(b, " stage %d", *e.Stage)
 		}
 		if e.Task != "" {
-			fmt.Fprintf(b, " %s", e.Task)
+			fmt.Fprintf(b, " %s", printable(e.Task))
 		}
 		if e.Valid != nil {
 			if *e.Valid {
@@ -168,10 +169,10 @@ func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 			}
 		}
 		if e.Status != "" {
-			fmt.Fprintf(b, " %s", e.Status)
+			fmt.Fprintf(b, " %s", printable(e.Status))
 		}
 		if e.Reason != "" {
-			fmt.Fprintf(b, ": %s", e.Reason)
+			fmt.Fprintf(b, ": %s", printable(e.Reason))
 		}
 		b.WriteString("\n")
 	}
@@ -206,7 +207,7 @@ func (a *app) opList(cmd *cobra.Command, _ []string) error {
 		for _, s := range v.Stages {
 			tasks += len(s.Tasks)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", v.ID, v.Name, v.Status, v.SubmittedHeight, len(v.Stages), tasks)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", printable(v.ID), printable(v.Name), printable(string(v.Status)), v.SubmittedHeight, len(v.Stages), tasks)
 	}
 	return tw.Flush()
 }

@@ -101,7 +101,7 @@ func (r *renderer) taskLine(e taskrt.Event, mark, color, id, fn, what string) {
 	if r.ledger {
 		when = fmt.Sprintf("block %d", e.Height)
 	}
-	r.printf("  %s %-*s  %-*s  %s  (%s)\n", r.paint(color, mark), r.idW, id, r.fnW, fn, what, when)
+	r.printf("  %s %-*s  %-*s  %s  (%s)\n", r.paint(color, mark), r.idW, printable(id), r.fnW, printable(fn), printable(what), when)
 }
 
 func (r *renderer) event(e taskrt.Event, s opState) {
@@ -118,14 +118,14 @@ func (r *renderer) event(e taskrt.Event, s opState) {
 		for k := range s.stageCount() {
 			tasks += len(s.stageTasks(k, false))
 		}
-		r.printf("%s %s · %s · %s", r.paint(bold, s.name()), shortID(r.id), plural(s.stageCount(), "stage"), plural(tasks, "task"))
+		r.printf("%s %s · %s · %s", r.paint(bold, printable(s.name())), printable(shortID(r.id)), plural(s.stageCount(), "stage"), plural(tasks, "task"))
 		if r.ledger {
 			r.printf(" · block %d", e.Height)
 		}
 		r.printf("\n")
 	case taskrt.EventStageReleased:
 		r.released = time.Now()
-		r.printf("%s ▶ %s\n", r.paint(bold, fmt.Sprintf("stage %d", *e.Stage)), strings.Join(s.stageTasks(*e.Stage, false), ", "))
+		r.printf("%s ▶ %s\n", r.paint(bold, fmt.Sprintf("stage %d", *e.Stage)), printable(strings.Join(s.stageTasks(*e.Stage, false), ", ")))
 	case taskrt.EventTaskAttested:
 		t := task()
 		switch {
@@ -144,7 +144,7 @@ func (r *renderer) event(e taskrt.Event, s opState) {
 		r.taskLine(e, "⏱", yellow, t.ID, t.Run, "timed out: "+e.Reason)
 	case taskrt.EventRollbackReleased:
 		r.released = time.Now()
-		r.printf("%s ◀ %s\n", r.paint(bold, fmt.Sprintf("rollback stage %d", *e.Stage)), strings.Join(s.stageTasks(*e.Stage, true), ", "))
+		r.printf("%s ◀ %s\n", r.paint(bold, fmt.Sprintf("rollback stage %d", *e.Stage)), printable(strings.Join(s.stageTasks(*e.Stage, true), ", ")))
 	case taskrt.EventTaskRolledBack:
 		t := task()
 		if t.Rollback == "" {
@@ -163,13 +163,13 @@ func (r *renderer) event(e taskrt.Event, s opState) {
 			color = red
 		}
 		if r.ledger {
-			r.printf("%s at block %d, %s after submitting\n", r.paint(color, e.Status), e.Height, elapsed(time.Since(r.start)))
+			r.printf("%s at block %d, %s after submitting\n", r.paint(color, printable(e.Status)), e.Height, elapsed(time.Since(r.start)))
 		} else {
-			r.printf("%s in %s\n", r.paint(color, e.Status), elapsed(time.Since(r.start)))
+			r.printf("%s in %s\n", r.paint(color, printable(e.Status)), elapsed(time.Since(r.start)))
 		}
 		v := s.view()
 		for _, f := range failures(v) {
-			r.printf("  %s\n", f)
+			r.printf("  %s\n", printable(f))
 		}
 		if k := stuckStage(v); e.Status == string(taskrt.OpRollbackFailed) && k > 0 {
 			r.printf("  stages 0 to %d were not undone\n", k-1)

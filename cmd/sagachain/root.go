@@ -55,7 +55,7 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		e = &exitError{code: exitUsage, err: err, usage: true}
 	}
 	if !e.quiet {
-		fmt.Fprintf(stderr, "sagachain: %v\n", e.err)
+		fmt.Fprintf(stderr, "sagachain: %s\n", printableText(e.err.Error()))
 		if e.usage && cmd != nil {
 			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}

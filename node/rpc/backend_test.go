@@ -329,7 +329,7 @@ func mustJSON(t testing.TB, v any) string {
 // http:// URL.
 func serve(t *testing.T, b Backend) string {
 	t.Helper()
-	ep, err := Handler(b, nil)
+	ep, err := Handler(b, nil, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

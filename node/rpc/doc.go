@@ -39,9 +39,28 @@
 // # Transport
 //
 // [Handler] serves JSON-RPC POSTs and WebSocket upgrades on "/", and
-// "/healthz". It accepts WebSocket connections from any origin: the node
-// listens on 127.0.0.1 unless configured otherwise, every write (sc_submit)
-// carries a signature by a key genesis allows, and the reads are the
-// ledger, which is public to every auditor anyway. A node exposed beyond
-// localhost belongs behind a proxy that decides who may connect.
+// "/healthz", within [Limits]:
+//
+//   - A batch carries at most rpc.batch_request_limit calls (else it is
+//     refused whole, "batch too large", -32600) and its results at most
+//     rpc.batch_response_max_bytes (the calls after the one that crosses it
+//     are not run: "response too large", -32003). These are go-ethereum's
+//     own batch limits; its messages do not name our keys.
+//   - sc_operations refuses a list whose JSON would exceed
+//     rpc.max_response_bytes, naming the key (a list cut short would read
+//     as the last page); sc_blocks cuts its page below half of it (hex
+//     doubles the RLP) and the caller pages on from the last height, as it
+//     does after MaxBlocksPerCall blocks.
+//   - A web page may open a WebSocket only if it is the node's own UI or
+//     its origin is in rpc.ws_origins, and may POST only if it is the UI or
+//     in rpc.cors_domains ("*" admits any page, as go-ethereum's ws.origins
+//     and http.corsdomain). The UI is the page served from the host:port
+//     the request went to, when that host is an IP address or localhost: a
+//     domain name could be a hostile page's, pointed at 127.0.0.1 (DNS
+//     rebinding). Programs, which send no Origin, are not affected: the
+//     check protects the user's browser from the pages it visits. Every
+//     write (sc_submit) still carries a signature by a key genesis allows.
+//
+// A node exposed beyond localhost belongs behind a proxy that decides who
+// may connect.
 package rpc

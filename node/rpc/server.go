@@ -52,24 +52,35 @@ type API struct {
 	limits taskrt.Limits
 	// pageBytes bounds the RLP one Blocks call returns.
 	pageBytes int
+	// maxResponseBytes bounds the JSON one Operations call returns.
+	maxResponseBytes int
 }
 
 // NewServer returns a JSON-RPC server serving the API of b under the sc
-// namespace. Serve it with Handler, or directly; Stop it to close its
-// WebSocket connections and end their subscriptions.
-func NewServer(b Backend) (*gethrpc.Server, error) {
+// namespace, within lim (zero fields take their defaults). Serve it with
+// Handler, or directly; Stop it to close its WebSocket connections and end
+// their subscriptions.
+func NewServer(b Backend, lim Limits) (*gethrpc.Server, error) {
 	if b == nil {
 		return nil, errors.New("rpc server: no backend")
 	}
+	lim = lim.withDefaults()
+	if err := lim.check(); err != nil {
+		return nil, fmt.Errorf("rpc server: %w", err)
+	}
 	p := b.Genesis().Params
 	srv := gethrpc.NewServer()
+	// Without these, one batch of 2,000 sc_blocks calls held gigabytes of
+	// results before the first byte went out.
+	srv.SetBatchLimits(lim.BatchRequestLimit, lim.BatchResponseMaxBytes)
 	// A submitted entry carries an operation file of up to
 	// max_operation_bytes, which hex doubles.
 	limit := max(defaultBodyLimit, 2*p.MaxOperationBytes+1<<20)
 	srv.SetHTTPBodyLimit(limit)
 	srv.SetWebsocketReadLimit(int64(max(defaultWebsocketReadLimit, limit)))
 	api := &API{b: b, limits: taskrt.Limits{MaxTasks: p.MaxTasks, MaxFileBytes: p.MaxOperationBytes, MaxOutputBytes: p.MaxOutputBytes},
-		pageBytes: maxBlocksBytes}
+		// A page's RLP goes out as hex, twice its size.
+		pageBytes: min(maxBlocksBytes, lim.MaxResponseBytes/2), maxResponseBytes: lim.MaxResponseBytes}
 	if err := srv.RegisterName(Namespace, api); err != nil {
 		return nil, fmt.Errorf("rpc server: register the %s API: %w", Namespace, err)
 	}
@@ -147,7 +158,10 @@ func (api *API) Operation(id common.Hash) (*taskrt.OperationView, error) {
 }
 
 // Operations lists operations newest first (by submission height), as q
-// selects; q may be omitted.
+// selects; q may be omitted. A list whose JSON would exceed
+// rpc.max_response_bytes is refused with an error naming that key, rather
+// than cut short, since a shorter list would read as the end of the
+// operations: the caller asks again with a smaller limit.
 func (api *API) Operations(q *OpsQuery) ([]taskrt.OperationView, error) {
 	var query OpsQuery
 	if q != nil {
@@ -175,10 +189,18 @@ func (api *API) Operations(q *OpsQuery) ([]taskrt.OperationView, error) {
 		return nil, err
 	}
 	out := make([]taskrt.OperationView, 0, len(recs))
+	size := 0
 	for _, r := range recs {
 		v, err := api.b.Machine().View(r)
 		if err != nil {
 			return nil, fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
+		}
+		if size += len(raw) + 1; size > api.maxResponseBytes {
+			return nil, invalidf("the %d operations asked for exceed rpc.max_response_bytes (%d bytes) after %d of them; ask for fewer with limit", len(recs), api.maxResponseBytes, len(out))
 		}
 		out = append(out, v)
 	}
@@ -309,7 +331,8 @@ func outputJSON(out []byte) json.RawMessage {
 // stops at the head, after MaxBlocksPerCall blocks, and before the page
 // grows past a few megabytes (but always returns at least one block when
 // from is committed): callers page on from the last height received. An
-// empty list means from is above the head.
+// empty list means from is above the head. The page's bytes are bounded by
+// half of rpc.max_response_bytes, as hex doubles them.
 func (api *API) Blocks(from, to uint64) ([]RawBlock, error) {
 	if from == 0 {
 		return nil, invalidf("from 0: blocks start at height 1")
@@ -622,24 +645,32 @@ func (api *API) follow(on func(CommitEvent) bool) (stop func(), done <-chan stru
 // upgrades on "/", a health check on "/healthz", and everything else by
 // the UI handler it was given.
 type Endpoint struct {
-	b   Backend
-	srv *gethrpc.Server
-	ws  http.Handler
-	ui  http.Handler
+	b    Backend
+	srv  *gethrpc.Server
+	ws   http.Handler
+	ui   http.Handler
+	wsOK originPolicy
+	post originPolicy
 }
 
-// Handler returns the node's HTTP endpoint over the API of b. Requests that
-// are not JSON-RPC (a GET of "/" without a WebSocket upgrade, any other
-// path but "/healthz") go to ui, or get 404 when ui is nil. WebSocket
-// connections are accepted from any origin (see the package
-// documentation). Stop the endpoint when the HTTP server is shut down: the
-// HTTP server does not close upgraded connections.
-func Handler(b Backend, ui http.Handler) (*Endpoint, error) {
-	srv, err := NewServer(b)
+// Handler returns the node's HTTP endpoint over the API of b, within lim.
+// Requests that are not JSON-RPC (a GET of "/" without a WebSocket
+// upgrade, any other path but "/healthz") go to ui, or get 404 when ui is
+// nil. A WebSocket handshake or a POST from a web page is served only when
+// the page is the node's own UI or its origin is in lim.WSOrigins or
+// lim.CORSDomains respectively (see the package documentation). Stop the
+// endpoint when the HTTP server is shut down: the HTTP server does not
+// close upgraded connections.
+func Handler(b Backend, ui http.Handler, lim Limits) (*Endpoint, error) {
+	srv, err := NewServer(b, lim)
 	if err != nil {
 		return nil, err
 	}
-	return &Endpoint{b: b, srv: srv, ws: srv.WebsocketHandler([]string{"*"}), ui: ui}, nil
+	// The origin is checked here, before go-ethereum's handler, whose own
+	// check admits any http://localhost page when given no list; "*" turns
+	// it off.
+	return &Endpoint{b: b, srv: srv, ws: srv.WebsocketHandler([]string{"*"}), ui: ui,
+		wsOK: newOriginPolicy(lim.WSOrigins), post: newOriginPolicy(lim.CORSDomains)}, nil
 }
 
 // ServeHTTP routes a request.
@@ -648,14 +679,45 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/healthz":
 		e.health(w)
 	case r.URL.Path == "/" && isWebsocket(r):
+		if !e.wsOK.admits(r) {
+			http.Error(w, fmt.Sprintf("origin %q may not open a WebSocket to this node: list it in rpc.ws_origins", r.Header.Get("Origin")), http.StatusForbidden)
+			return
+		}
 		e.ws.ServeHTTP(w, r)
+	case r.URL.Path == "/" && r.Method == http.MethodOptions && r.Header.Get("Origin") != "":
+		e.preflight(w, r)
 	case r.URL.Path == "/" && r.Method == http.MethodPost:
+		if !e.post.admits(r) {
+			http.Error(w, fmt.Sprintf("origin %q may not call this node: list it in rpc.cors_domains", r.Header.Get("Origin")), http.StatusForbidden)
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			w.Header().Set("Access-Control-Allow-Origin", o)
+			w.Header().Add("Vary", "Origin")
+		}
 		e.srv.ServeHTTP(w, r)
 	case e.ui != nil:
 		e.ui.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// preflight answers a browser's CORS preflight for a JSON-RPC POST: a page
+// of rpc.cors_domains may send it, any other is told nothing, so the
+// browser does not send the call.
+func (e *Endpoint) preflight(w http.ResponseWriter, r *http.Request) {
+	w.Header().Add("Vary", "Origin")
+	if !e.post.admits(r) {
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+	h.Set("Access-Control-Allow-Methods", http.MethodPost)
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // Stop closes the WebSocket connections, which ends their subscriptions,

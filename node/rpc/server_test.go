@@ -474,7 +474,7 @@ func TestHandlerRoutes(t *testing.T) {
 
 	ep, err := Handler(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ui "+r.URL.Path)
-	}))
+	}), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
