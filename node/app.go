@@ -121,7 +121,10 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 	}
 	ctx := ledger.Context{Height: height, Time: a.blockTime(p)}
 	ov := ledger.NewOverlay(a.store)
-	due, err := a.machine.DueTimeouts(a.store, ctx)
+	// Timeouts are derived knowing what the block may carry: an
+	// attestation among the candidates wins over its task's timeout.
+	pending := a.mempool.Pending(a.proposeEntries)
+	due, err := a.machine.DueTimeoutsFor(a.store, ctx, pending)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +132,7 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 	var stale []ledger.Hash
 	size := 0
 	res := &ledger.Applied{}
-	for _, e := range append(due, a.mempool.Pending(a.proposeEntries)...) {
+	for _, e := range append(due, pending...) {
 		// Tried on a child, so an entry that does not fit in the block
 		// leaves the block's state untouched.
 		child, part := ledger.NewOverlay(ov), &ledger.Applied{}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +71,16 @@ func TestNodeSpreadsCostlyAttestationsOverBlocks(t *testing.T) {
 		fmt.Fprintf(&b, `{"id":"t%d","run":"echo","outputs":["o%d"],"validate":"output.o%d.size() > 0"}`, i, i, i)
 	}
 	b.WriteString("]}")
-	e := signRaw(t, tn, b.String())
+	// Signed as the client encodes it: the ledger records canonical JSON only.
+	op, err := taskrt.Load([]byte(b.String()), nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := signRaw(t, tn, string(raw))
 	if err := tn.Submit(e); err != nil {
 		t.Fatal(err)
 	}

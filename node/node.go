@@ -126,6 +126,12 @@ func New(opts Options) (*Node, error) {
 	}
 	n := &Node{opts: opts, log: opts.Log, badger: st, store: newCachedStore(st), machine: m, registry: reg, ready: make(chan struct{}),
 		mempool: NewMempool(100_000), waiters: make(map[ledger.Hash][]chan struct{})}
+	// Gossip and the mempool drop what a committed block already carries,
+	// so a replayed entry is not even proposed (the ledger refuses it too).
+	n.mempool.DropCommitted(func(h ledger.Hash) bool {
+		ok, err := n.store.Recorded(h)
+		return err == nil && ok
+	})
 	n.app = NewApp(m, n.store, n.mempool, opts.Key, opts.Now)
 	n.app.proposeEntries = min(opts.Config.Consensus.MaxBlockEntries, g.Params.MaxBlockEntries)
 	n.metrics = metrics.New(nil)

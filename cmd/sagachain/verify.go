@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
@@ -105,7 +104,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		if mine != nil {
 			g = mine
 		}
-		blocks = &storeSource{s: st}
+		blocks = ledger.StoreSource(st)
 	case "file":
 		f, err := os.Open(where)
 		if err != nil {
@@ -123,7 +122,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		if mine == nil {
 			fmt.Fprintln(a.stderr, "verify: using the genesis embedded in the file; pass --genesis to check against your own")
 		}
-		blocks = exportSource{x}
+		blocks = x.Blocks()
 	case "rpc":
 		if mine == nil && !trustNode {
 			return usageError(errors.New("--rpc needs --genesis FILE, the genesis you trust (or --trust-node-genesis to take the node's word for it)"))
@@ -166,43 +165,4 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(a.stdout, "operations: %s\n", strings.Join(counts, ", "))
 	}
 	return nil
-}
-
-// exportSource is the ledger.BlockSource of an export file.
-type exportSource struct{ x *ledger.ExportReader }
-
-func (s exportSource) Next() (*ledger.Block, *ledger.Commit, error) {
-	b, c, _, err := s.x.Next()
-	return b, c, err
-}
-
-// storeSource is the ledger.BlockSource of a store, up to the head it had
-// when first read.
-type storeSource struct {
-	s          ledger.Store
-	next, head uint64
-	started    bool
-}
-
-func (s *storeSource) Next() (*ledger.Block, *ledger.Commit, error) {
-	if !s.started {
-		h, err := s.s.Head()
-		if err != nil {
-			return nil, nil, err
-		}
-		s.head, s.next, s.started = h, 1, true
-	}
-	if s.next > s.head {
-		return nil, nil, io.EOF
-	}
-	b, err := s.s.Block(s.next)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := s.s.Commit(s.next)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.next++
-	return b, c, nil
 }

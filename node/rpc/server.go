@@ -78,7 +78,7 @@ func NewServer(b Backend, lim Limits) (*gethrpc.Server, error) {
 	limit := max(defaultBodyLimit, 2*p.MaxOperationBytes+1<<20)
 	srv.SetHTTPBodyLimit(limit)
 	srv.SetWebsocketReadLimit(int64(max(defaultWebsocketReadLimit, limit)))
-	api := &API{b: b, limits: taskrt.Limits{MaxTasks: p.MaxTasks, MaxFileBytes: p.MaxOperationBytes, MaxOutputBytes: p.MaxOutputBytes},
+	api := &API{b: b, limits: p.TaskLimits(),
 		// A page's RLP goes out as hex, twice its size.
 		pageBytes: min(maxBlocksBytes, lim.MaxResponseBytes/2), maxResponseBytes: lim.MaxResponseBytes}
 	if err := srv.RegisterName(Namespace, api); err != nil {
