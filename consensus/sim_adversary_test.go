@@ -1,0 +1,285 @@
+package consensus
+
+import (
+	"fmt"
+
+	"github.com/ethereum/go-ethereum/rlp"
+
+	"github.com/sagachain/sagachain/ledger"
+)
+
+// The simulator's adversaries. A Byzantine validator's node runs the real
+// core with the validator's key, so it takes part like any validator, and
+// misbehaves on top of it: it rewrites or adds to what its core sends. Its
+// lies are signed with its own key only (it cannot forge anyone else's), so
+// what it can do is exactly what an admitted validator can.
+//
+// The tamper relay is no validator: it holds nothing to sign with, and
+// changes what a header does not cover.
+
+// advActs is a set of misbehaviours.
+type advActs uint8
+
+const (
+	// actInvalidBlock replaces the block of each fresh proposal of its
+	// own with one that breaks a rule of Valid(v), signed as needed for
+	// the flaw to be the only one.
+	actInvalidBlock advActs = 1 << iota
+	// actWrongProposer signs proposals for rounds it does not lead.
+	actWrongProposer
+	// actEquivocate sends each validator one of two different valid
+	// blocks for a height and round it leads.
+	actEquivocate
+	// actUnknownVotes signs prevotes and precommits for blocks nobody
+	// proposed, at its round and rounds ahead, conflicting with its real
+	// votes.
+	actUnknownVotes
+	// actSilent drops half of what its core sends (it stays quiet where
+	// the protocol needs it, without crashing).
+	actSilent
+
+	advAll = actInvalidBlock | actWrongProposer | actEquivocate | actUnknownVotes | actSilent
+)
+
+// Attack kinds counted in simStats.attacks: one per act, and the relay's
+// tampering.
+const (
+	advInvalidBlock = iota
+	advWrongProposer
+	advEquivocate
+	advUnknownVotes
+	advSilent
+	advTamper
+	advKinds
+)
+
+var advNames = [advKinds]string{"invalid block", "wrong proposer", "equivocating proposer", "vote for unknown block", "silence", "tampered relay"}
+
+func (a advActs) String() string {
+	var out []byte
+	for k := range advTamper {
+		if a&(1<<k) != 0 {
+			if len(out) > 0 {
+				out = append(out, '+')
+			}
+			out = append(out, advNames[k]...)
+		}
+	}
+	return string(out)
+}
+
+// misbehave sends m (nil on a tick, when there is nothing to pass on) as
+// adversary n does.
+func (s *sim) misbehave(n *simNode, m *Message) {
+	if m == nil {
+		if n.acts&actWrongProposer != 0 && s.rng.IntN(2) == 0 {
+			s.wrongProposal(n)
+		}
+		return
+	}
+	if n.acts&actSilent != 0 && s.rng.IntN(2) == 0 {
+		s.stats.attacks[advSilent]++
+		return
+	}
+	switch p := m.Proposal; {
+	case p != nil && p.POLRound < 0 && n.acts&(actInvalidBlock|actEquivocate) != 0:
+		// One lie per proposal, so that each can be told from the other.
+		if n.acts&actInvalidBlock != 0 && (n.acts&actEquivocate == 0 || s.rng.IntN(2) == 0) {
+			s.invalidProposal(n, p)
+		} else {
+			s.equivocate(n, p)
+		}
+	default:
+		s.broadcast(n, *m)
+	}
+	if v := m.Vote; v != nil && n.acts&actUnknownVotes != 0 {
+		s.unknownVotes(n, v)
+	}
+	if m.Vote != nil && n.acts&actWrongProposer != 0 && s.rng.IntN(3) == 0 {
+		s.wrongProposal(n)
+	}
+}
+
+func (s *sim) randomHash() ledger.Hash {
+	var h ledger.Hash
+	for i := range h {
+		h[i] = byte(s.rng.Uint32())
+	}
+	return h
+}
+
+// signProposal signs a proposal for (h, r) carrying b with n's key.
+func (s *sim) signProposal(n *simNode, h, r uint64, b *ledger.Block) *Proposal {
+	p := &Proposal{Height: h, Round: r, POLRound: -1, Block: *b}
+	if err := p.Sign(n.key, testChainID); err != nil {
+		s.violate(errNode, "adversary %d: %v", n.id, err)
+		return nil
+	}
+	return p
+}
+
+// signHeader signs b's header with key whatever its proposer field says,
+// as a validator lying about who proposed can.
+func signHeader(b *ledger.Block, key *ledger.PrivateKey) error {
+	enc, err := rlp.EncodeToBytes(&b.Header)
+	if err != nil {
+		return err
+	}
+	b.Signature, err = key.Sign(ledger.DomainBlock, b.Header.ChainID, enc)
+	return err
+}
+
+// invalidProposal sends, instead of p, a proposal for p's height and round
+// whose block has one flaw.
+func (s *sim) invalidProposal(n *simNode, p *Proposal) {
+	b := p.Block
+	b.Entries = append([]ledger.Entry(nil), b.Entries...)
+	flaws := []func(){
+		func() { b.Header.Prev = s.randomHash() },
+		func() { b.Header.Height++ },
+		func() { b.Header.Round++ },
+		func() { b.Header.ChainID += "-other" },
+		// Time beyond the drift bound of every honest clock, or not after
+		// the parent's.
+		func() { b.Header.Time = s.clock(n) + uint64((s.cfg.skew + simDrift + simTick).Milliseconds()) },
+		func() { b.Header.Time = n.headTime() },
+		// The proposer's own header over entries it does not send.
+		func() {
+			b.Entries = append(b.Entries, ledger.Entry{Kind: ledger.KindSubmission, Body: []byte("unannounced")})
+		},
+		// A previous certificate that is not the parent's, hashed into the
+		// header.
+		func() {
+			b.LastCommit = ledger.Commit{Height: b.Header.Height, Round: 7, BlockHash: b.Header.Prev}
+			if len(n.certs) > 0 {
+				b.LastCommit = n.certs[len(n.certs)-1]
+				b.LastCommit.Signatures = b.LastCommit.Signatures[:len(b.LastCommit.Signatures)/2]
+			}
+			b.Header.LastCommitHash = b.LastCommit.Hash()
+		},
+	}
+	k := s.rng.IntN(len(flaws) + 1)
+	if k < len(flaws) {
+		flaws[k]()
+		if err := signHeader(&b, n.key); err != nil {
+			s.violate(errNode, "adversary %d: %v", n.id, err)
+			return
+		}
+	} else {
+		b.Signature[5] ^= 0x40 // a header signature that does not verify
+	}
+	if q := s.signProposal(n, p.Height, p.Round, &b); q != nil {
+		s.stats.attacks[advInvalidBlock]++
+		s.broadcast(n, Message{Proposal: q})
+	}
+}
+
+// equivocate sends each other node either p or a proposal of another
+// valid block for the same height and round, and some both, in either
+// order.
+func (s *sim) equivocate(n *simNode, p *Proposal) {
+	b, err := s.buildBlock(n, p.Height, p.Round)
+	if err != nil {
+		s.violate(errNode, "adversary %d: %v", n.id, err)
+		return
+	}
+	q := s.signProposal(n, p.Height, p.Round, b)
+	if q == nil {
+		return
+	}
+	s.stats.attacks[advEquivocate]++
+	fp, fq := s.frame(n, Message{Proposal: p}, true), s.frame(n, Message{Proposal: q}, true)
+	if fp == nil || fq == nil {
+		return
+	}
+	for _, to := range s.nodes {
+		if to == n {
+			continue
+		}
+		switch s.rng.IntN(5) {
+		case 0, 1:
+			s.send(n.id, to.id, fp)
+		case 2, 3:
+			s.send(n.id, to.id, fq)
+		default:
+			s.send(n.id, to.id, fq)
+			s.send(n.id, to.id, fp)
+		}
+	}
+}
+
+// unknownVotes follows n's vote v with votes of n for blocks nobody
+// proposed: v's type at v's round, the other type, and rounds ahead (below
+// and beyond the core's window of future rounds).
+func (s *sim) unknownVotes(n *simNode, v *ledger.Vote) {
+	other := ledger.Prevote
+	if v.Type == ledger.Prevote {
+		other = ledger.Precommit
+	}
+	votes := []ledger.Vote{
+		{Type: v.Type, Height: v.Height, Round: v.Round, BlockHash: s.randomHash()},
+		{Type: other, Height: v.Height, Round: v.Round, BlockHash: s.randomHash()},
+		{Type: v.Type, Height: v.Height, Round: v.Round + 1 + uint64(s.rng.IntN(3)), BlockHash: s.randomHash()},
+		{Type: other, Height: v.Height, Round: v.Round + maxFutureRounds + 1 + uint64(s.rng.IntN(100)), BlockHash: s.randomHash()},
+	}
+	for i := range votes {
+		w := &votes[i]
+		w.Validator = n.key.Address()
+		if err := w.Sign(n.key, testChainID); err != nil {
+			s.violate(errNode, "adversary %d: %v", n.id, err)
+			return
+		}
+		s.stats.attacks[advUnknownVotes]++
+		if f := s.frame(n, Message{Vote: w}, true); f != nil {
+			s.broadcastFrame(n, f)
+		}
+	}
+}
+
+// wrongProposal signs, with n's key, a proposal for the round n's core is
+// at or the next one, when n does not lead it: with a block naming n as
+// proposer, or naming the real proposer but signed by n.
+func (s *sim) wrongProposal(n *simNode) {
+	st := n.core.Status()
+	r := st.Round + uint64(s.rng.IntN(2))
+	proposer := s.vals.Proposer(st.Height, r)
+	if proposer == n.key.Address() || st.Height != n.head()+1 {
+		return
+	}
+	b, err := s.buildBlock(n, st.Height, r)
+	if err != nil {
+		s.violate(errNode, "adversary %d: %v", n.id, err)
+		return
+	}
+	if s.rng.IntN(2) == 0 {
+		b.Header.Proposer = proposer
+		if err := signHeader(b, n.key); err != nil {
+			s.violate(errNode, "adversary %d: %v", n.id, err)
+			return
+		}
+	}
+	if p := s.signProposal(n, st.Height, r, b); p != nil {
+		s.stats.attacks[advWrongProposer]++
+		if f := s.frame(n, Message{Proposal: p}, true); f != nil {
+			s.broadcastFrame(n, f)
+		}
+	}
+}
+
+// tamperedCopy is what the tamper relay makes of p: the genuine header,
+// block signature and proposal signature, with other entries or another
+// last certificate, which no signature covers.
+func (s *sim) tamperedCopy(p *Proposal) *Proposal {
+	q := *p
+	b := &q.Block
+	switch s.rng.IntN(3) {
+	case 0:
+		b.Entries = append(append([]ledger.Entry(nil), b.Entries...),
+			ledger.Entry{Kind: ledger.KindSubmission, Body: fmt.Appendf(nil, "relayed %d", s.rng.Uint64())})
+	case 1:
+		b.Entries = []ledger.Entry{{Kind: ledger.KindSubmission, Body: fmt.Appendf(nil, "swapped %d", s.rng.Uint64())}}
+	default:
+		b.LastCommit.Round++
+	}
+	return &q
+}
