@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"fmt"
+	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/rlp"
 
@@ -282,4 +284,108 @@ func (s *sim) tamperedCopy(p *Proposal) *Proposal {
 		b.LastCommit.Round++
 	}
 	return &q
+}
+
+// leaders returns k validators of n that lead round 0 of some of the
+// first heights (proposer(h, 0) is v_h mod n), so that an adversary among
+// them gets to propose even when rounds never fail: 1, 3, 5, ...
+func leaders(n, k int) []int {
+	var out []int
+	for i := range k {
+		out = append(out, (1+2*i)%n)
+	}
+	return out
+}
+
+// TestSimAdversaries runs f Byzantine validators of each misbehaviour on
+// the chaotic network, then f of random mixes of them (with a twin among
+// them where f allows): the invariants must hold and every honest node
+// must decide once the network heals. Each subtest also proves its attack
+// was made, and, where honest cores must refuse it, that they did.
+func TestSimAdversaries(t *testing.T) {
+	single := []struct {
+		acts   advActs
+		kind   int
+		refuse bool // honest cores must refuse some of it
+	}{
+		{actInvalidBlock, advInvalidBlock, true},
+		{actWrongProposer, advWrongProposer, true},
+		{actEquivocate, advEquivocate, false},
+		{actUnknownVotes, advUnknownVotes, false},
+		{actSilent, advSilent, false},
+	}
+	for _, n := range simSizes {
+		for _, c := range single {
+			t.Run(fmt.Sprintf("n=%d/%s", n, c.acts), func(t *testing.T) {
+				started := time.Now()
+				cfg := chaosConfig(n)
+				cfg.adversaries, cfg.acts = leaders(n, cfg.f()), c.acts
+				seeds := simSeedList(simSeedsFor(max(1, seedCount()/20), n))
+				stats := runSims(t, cfg, seeds)
+				logStats(t, len(seeds), stats, started)
+				attacks, refused := 0, 0
+				for _, st := range stats {
+					attacks += st.attacks[c.kind]
+					refused += st.refused
+				}
+				if attacks == 0 {
+					t.Fatalf("no %s in %d seeds", advNames[c.kind], len(seeds))
+				}
+				if c.refuse && refused == 0 {
+					t.Fatalf("%d attacks of %s and no honest core refused one", attacks, advNames[c.kind])
+				}
+				t.Logf("%d attacks of %s; honest cores refused %d messages", attacks, advNames[c.kind], refused)
+			})
+		}
+		t.Run(fmt.Sprintf("n=%d/mixed", n), func(t *testing.T) {
+			started := time.Now()
+			cfg := chaosConfig(n)
+			byz := leaders(n, cfg.f())
+			cfg.adversaries, cfg.randomActs = byz, true
+			if len(byz) > 1 {
+				cfg.twins, cfg.adversaries = byz[:1], byz[1:]
+			}
+			seeds := simSeedList(simSeedsFor(max(1, seedCount()/10), n))
+			stats := runSims(t, cfg, seeds)
+			logStats(t, len(seeds), stats, started)
+			var attacks [advKinds]int
+			for _, st := range stats {
+				for k := range attacks {
+					attacks[k] += st.attacks[k]
+				}
+			}
+			for k := range advTamper {
+				if attacks[k] == 0 && len(seeds) >= 20 {
+					t.Fatalf("no %s in %d seeds of random mixes", advNames[k], len(seeds))
+				}
+			}
+			t.Logf("attacks by kind %v", attacks[:advTamper])
+		})
+	}
+}
+
+// TestSimTamperedRelay adds a relay that races every proposal (fresh and
+// re-proposals) with a copy carrying the genuine header and signatures but
+// other entries or another last certificate. A block must be validated as
+// a whole on arrival: honest nodes must drop the copy, still take the
+// genuine proposal, keep deciding, and never commit a body that disagrees
+// with its header.
+func TestSimTamperedRelay(t *testing.T) {
+	for _, n := range simSizes {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			started := time.Now()
+			cfg := chaosConfig(n)
+			cfg.tamper = true
+			seeds := simSeedList(simSeedsFor(max(1, seedCount()/10), n))
+			stats := runSims(t, cfg, seeds)
+			logStats(t, len(seeds), stats, started)
+			tampered := 0
+			for _, st := range stats {
+				tampered += st.attacks[advTamper]
+			}
+			if tampered == 0 {
+				t.Fatalf("the relay tampered with nothing in %d seeds", len(seeds))
+			}
+		})
+	}
 }
