@@ -320,7 +320,7 @@ func TestSimAdversaries(t *testing.T) {
 				started := time.Now()
 				cfg := chaosConfig(n)
 				cfg.adversaries, cfg.acts = leaders(n, cfg.f()), c.acts
-				seeds := simSeedList(simSeedsFor(max(1, seedCount()/20), n))
+				seeds := simSeedList(simSeedsFor(max(1, seedCount()/8), n))
 				stats := runSims(t, cfg, seeds)
 				logStats(t, len(seeds), stats, started)
 				attacks, refused := 0, 0
@@ -345,7 +345,7 @@ func TestSimAdversaries(t *testing.T) {
 			if len(byz) > 1 {
 				cfg.twins, cfg.adversaries = byz[:1], byz[1:]
 			}
-			seeds := simSeedList(simSeedsFor(max(1, seedCount()/10), n))
+			seeds := simSeedList(simSeedsFor(max(1, seedCount()/4), n))
 			stats := runSims(t, cfg, seeds)
 			logStats(t, len(seeds), stats, started)
 			var attacks [advKinds]int
@@ -355,7 +355,7 @@ func TestSimAdversaries(t *testing.T) {
 				}
 			}
 			for k := range advTamper {
-				if attacks[k] == 0 && len(seeds) >= 20 {
+				if attacks[k] == 0 && len(seeds) >= 10 {
 					t.Fatalf("no %s in %d seeds of random mixes", advNames[k], len(seeds))
 				}
 			}
