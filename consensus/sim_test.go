@@ -56,6 +56,10 @@ var (
 	// across crashes.
 	errEquivocation = errors.New("honest equivocation")
 	errNode         = errors.New("node error")
+	// errChain is a committed block that does not extend the node's
+	// chain: another parent, a time not after the parent's, or a last
+	// certificate that does not certify the parent.
+	errChain = errors.New("block does not extend the chain")
 	// errBody is a committed block whose entries or last certificate do
 	// not match its signed header, or honest nodes committing one header
 	// with different bodies.
@@ -91,6 +95,10 @@ type simConfig struct {
 	// healing every honest node has to reach heights.
 	maxChaos  time.Duration
 	liveBound time.Duration
+	// trustingApp makes every node's app accept any block (control runs
+	// only): the core's own checks remain, the node's part of Valid(v)
+	// is gone.
+	trustingApp bool
 	// control runs keep going after violations (until a fork) and accept
 	// node errors, since a broken quorum makes blocks of one branch
 	// invalid on the other.
@@ -611,6 +619,7 @@ func (s *sim) commit(n *simNode, b *ledger.Block, cert ledger.Commit) {
 		s.violate(errCert, "node %d height %d: %v", n.id, h, err)
 	}
 	if !n.byzantine {
+		s.checkExtends(n, b)
 		body := bodyHash(b)
 		if err := s.bodyMatches(body, b); err != nil {
 			s.violate(errBody, "node %d committed block %s at height %d: %v", n.id, id.TerminalString(), h, err)
@@ -649,6 +658,27 @@ func (s *sim) verifyCommit(h uint64, id ledger.Hash, cert *ledger.Commit) error 
 
 func (s *sim) connected(a, b int) bool {
 	return s.groups == nil || s.groups[a] == s.groups[b]
+}
+
+// checkExtends checks that b, committed by n, extends n's chain: what
+// Valid(v) requires of the parent, whatever the app made of it.
+func (s *sim) checkExtends(n *simNode, b *ledger.Block) {
+	h := b.Header.Height
+	switch {
+	case b.Header.Prev != n.headHash():
+		s.violate(errChain, "node %d committed block %s at height %d on parent %s, its head is %s",
+			n.id, b.Hash().TerminalString(), h, b.Header.Prev.TerminalString(), n.headHash().TerminalString())
+	case b.Header.Time <= n.headTime():
+		s.violate(errChain, "node %d committed block %s at height %d with time %d, its head's is %d",
+			n.id, b.Hash().TerminalString(), h, b.Header.Time, n.headTime())
+	case h > 1 && (b.LastCommit.Height != h-1 || b.LastCommit.BlockHash != b.Header.Prev):
+		s.violate(errChain, "node %d committed block %s at height %d with a last commit for %d/%s",
+			n.id, b.Hash().TerminalString(), h, b.LastCommit.Height, b.LastCommit.BlockHash.TerminalString())
+	case h > 1 && s.cfg.quorum == 0:
+		if err := s.verifyCommit(h-1, b.Header.Prev, &b.LastCommit); err != nil {
+			s.violate(errChain, "node %d committed block %s at height %d: last commit: %v", n.id, b.Hash().TerminalString(), h, err)
+		}
+	}
 }
 
 // bodyMatches checks what a header commits to: the entries, the previous
@@ -828,6 +858,8 @@ func (a *simApp) ValidateBlock(b *ledger.Block) error {
 	n := a.n
 	h := b.Header.Height
 	switch {
+	case a.s.cfg.trustingApp:
+		return nil
 	case b.Header.Prev != n.headHash():
 		return fmt.Errorf("parent %s, want %s", b.Header.Prev.TerminalString(), n.headHash().TerminalString())
 	case b.Header.EntriesRoot != ledger.EntriesRoot(b.Entries):
