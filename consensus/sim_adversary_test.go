@@ -1,9 +1,7 @@
 package consensus
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -406,34 +404,16 @@ func TestSimTamperedRelay(t *testing.T) {
 // TestSimControlTrustingApp proves the invalid-block adversary reaches
 // what honest nodes commit: with an app that accepts every block (the core
 // still checks chain id, height, proposer and signature), some seed must
-// commit a block that does not extend the chain or whose body does not
-// match its header, and the checker must say so.
+// commit a block that does not extend the chain, and some seed one whose
+// body does not match its header, and the checker must say so.
 func TestSimControlTrustingApp(t *testing.T) {
 	for _, n := range []int{4, 7} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			cfg := chaosConfig(n)
 			cfg.adversaries, cfg.acts = leaders(n, cfg.f()), actInvalidBlock
 			cfg.trustingApp, cfg.control, cfg.liveBound = true, true, time.Second
-			var caught []string
-			for next := int64(0); next < 40 && len(caught) == 0; {
-				seeds := make([]int64, runtime.GOMAXPROCS(0))
-				for i := range seeds {
-					seeds[i] = next
-					next++
-				}
-				for i, s := range playSims(t, cfg, seeds) {
-					for _, v := range s.violations {
-						if errors.Is(v, errChain) || errors.Is(v, errBody) {
-							caught = append(caught, fmt.Sprintf("seed %d: %v", seeds[i], v))
-							break
-						}
-					}
-				}
-			}
-			if len(caught) == 0 {
-				t.Fatal("no invalid block committed in seeds 0 to 39 by nodes whose app accepts every block")
-			}
-			t.Logf("caught %v", caught)
+			found := controlSearch(t, cfg, errChain, errBody)
+			t.Logf("blocks off the chain committed in seeds %v; bodies not matching headers in seeds %v", found[0], found[1])
 		})
 	}
 }

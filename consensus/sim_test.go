@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -464,8 +465,23 @@ func (s *sim) dispatch(e *simEvent) {
 		s.groups = nil
 		if s.rng.IntN(2) == 0 {
 			s.groups = make([]int, len(s.nodes))
-			for i := range s.groups {
-				s.groups[i] = s.rng.IntN(2)
+			if s.rng.IntN(2) == 0 {
+				for i := range s.groups {
+					s.groups[i] = s.rng.IntN(2)
+				}
+			} else {
+				// Halves as even as can be: the split where two quorums
+				// that are too small both fit.
+				for k, i := range s.rng.Perm(s.cfg.validators) {
+					s.groups[i] = k % 2
+				}
+			}
+			// A twin does the most harm with one node on either side (the
+			// Twins method): place them so in most partitions.
+			for _, n := range s.nodes[s.cfg.validators:] {
+				if s.rng.IntN(4) != 0 {
+					s.groups[n.id] = 1 - s.groups[n.val]
+				}
 			}
 		}
 		s.push(&simEvent{at: s.now + 200*time.Millisecond + time.Duration(s.rng.Int64N(int64(1300*time.Millisecond))), kind: evPartition})
@@ -1074,52 +1090,71 @@ func brokenQuorumConfig(n, q int) simConfig {
 		skew: simDrift * 9 / 10, maxChaos: 3 * time.Second, liveBound: time.Second, control: true}
 }
 
+// controlSearch plays seeds 0, 1, ... a few at a time (each batch in
+// parallel) until one shows a violation of every kind in want, or 40 seeds
+// have run; it returns, per kind, the seeds that showed it. Fixed seeds:
+// -sim.seed replays the other tests, and one seed alone need not break.
+func controlSearch(t *testing.T, cfg simConfig, want ...error) [][]int64 {
+	t.Helper()
+	found := make([][]int64, len(want))
+	missing := func() bool { return slices.ContainsFunc(found, func(s []int64) bool { return len(s) == 0 }) }
+	for next := int64(0); next < 40 && missing(); {
+		seeds := make([]int64, runtime.GOMAXPROCS(0))
+		for i := range seeds {
+			seeds[i] = next
+			next++
+		}
+		for i, s := range playSims(t, cfg, seeds) {
+			for k, kind := range want {
+				if slices.ContainsFunc(s.violations, func(v error) bool { return errors.Is(v, kind) }) {
+					found[k] = append(found[k], seeds[i])
+				}
+			}
+		}
+	}
+	for k, kind := range want {
+		if len(found[k]) == 0 {
+			t.Errorf("no %v detected in seeds 0 to 39", kind)
+		}
+	}
+	return found
+}
+
 // TestSimControlBrokenQuorum proves the checker bites: with a quorum of
 // n/2 or n/2+1 (for n = 4, n/2+1 is the real quorum, so only n/2 is
-// broken there), twins where the quorum needs them and a partition that
-// splits the honest validators, some seed must fork and the checker must
-// say so, and certificates with too few signatures must fail
-// ledger.VerifyCommit. The same network with the real quorum stays safe.
+// broken there), some seed must fork and the checker must say so, and
+// certificates with too few signatures must fail ledger.VerifyCommit.
+//
+// "partition" runs the fixed split of brokenQuorumConfig, with the twins
+// that quorum needs; the same network with the real quorum stays safe.
+// "search" runs the chaotic network of the other tests with f twins and
+// must find a fork by itself; it does, within 40 seeds, for every broken
+// quorum but n/2+1 = 6 of 10, which needs both twins split across a split
+// of the honest validators into exact halves for as long as a height
+// takes, and is left to the fixed partition.
 func TestSimControlBrokenQuorum(t *testing.T) {
 	for _, c := range []struct{ n, q int }{{4, 2}, {7, 3}, {7, 4}, {10, 5}, {10, 6}} {
-		t.Run(fmt.Sprintf("n=%d/quorum=%d", c.n, c.q), func(t *testing.T) {
+		t.Run(fmt.Sprintf("n=%d/quorum=%d/partition", c.n, c.q), func(t *testing.T) {
 			cfg := brokenQuorumConfig(c.n, c.q)
 			if real := (2*c.n)/3 + 1; c.q >= real || len(cfg.twins) > cfg.f() {
 				t.Fatalf("quorum %d of %d is not a broken one the simulator can reach (real %d, %d twins)", c.q, c.n, real, len(cfg.twins))
 			}
-			// Fixed seeds, played a few at a time until one forks and one
-			// shows a bad certificate: -sim.seed replays the other tests,
-			// and one seed alone need not fork.
-			var forks, certs []int64
-			for next := int64(0); next < 40 && (len(forks) == 0 || len(certs) == 0); {
-				seeds := make([]int64, runtime.GOMAXPROCS(0))
-				for i := range seeds {
-					seeds[i] = next
-					next++
-				}
-				for i, s := range playSims(t, cfg, seeds) {
-					if s.forked() {
-						forks = append(forks, seeds[i])
-					}
-					for _, v := range s.violations {
-						if errors.Is(v, errCert) {
-							certs = append(certs, seeds[i])
-							break
-						}
-					}
-				}
-			}
-			if len(forks) == 0 {
-				t.Fatalf("no fork detected in seeds 0 to 39 with a quorum of %d of %d", c.q, c.n)
-			}
-			if len(certs) == 0 {
-				t.Fatalf("no bad certificate detected in seeds 0 to 39 with a quorum of %d of %d", c.q, c.n)
-			}
-			t.Logf("forks caught in seeds %v; bad certificates in seeds %v", forks, certs)
+			found := controlSearch(t, cfg, errFork, errCert)
+			t.Logf("forks caught in seeds %v; bad certificates in seeds %v", found[0], found[1])
 
 			cfg.quorum, cfg.control = 0, false
 			cfg.heights, cfg.liveBound = *simHeights, 30*time.Second
 			runSims(t, cfg, simSeedList(simSeedsFor(max(1, seedCount()/15), c.n)))
+		})
+		if c.n == 10 && c.q == 6 {
+			continue
+		}
+		t.Run(fmt.Sprintf("n=%d/quorum=%d/search", c.n, c.q), func(t *testing.T) {
+			cfg := chaosConfig(c.n)
+			cfg.twins = leaders(c.n, cfg.f())
+			cfg.quorum, cfg.control, cfg.liveBound = c.q, true, time.Second
+			found := controlSearch(t, cfg, errFork)
+			t.Logf("forks caught in seeds %v", found[0])
 		})
 	}
 }
