@@ -1056,7 +1056,7 @@ func TestSimByzantineTwins(t *testing.T) {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			started := time.Now()
 			cfg := chaosConfig(n)
-			cfg.twins = lastValidators(n, cfg.f())
+			cfg.twins = leaders(n, cfg.f())
 			seeds := simSeedList(simSeedsFor(max(1, seedCount()/3), n))
 			stats := runSims(t, cfg, seeds)
 			logStats(t, len(seeds), stats, started)
