@@ -1129,9 +1129,9 @@ func controlSearch(t *testing.T, cfg simConfig, want ...error) [][]int64 {
 // that quorum needs; the same network with the real quorum stays safe.
 // "search" runs the chaotic network of the other tests with f twins and
 // must find a fork by itself; it does, within 40 seeds, for every broken
-// quorum but n/2+1 = 6 of 10, which needs both twins split across a split
-// of the honest validators into exact halves for as long as a height
-// takes, and is left to the fixed partition.
+// quorum but n/2+1 = 6 of 10, which needs an even split of the validators
+// with the twins' nodes apart for as long as a height takes (1 seed in 100
+// when tried), and is left to the fixed partition.
 func TestSimControlBrokenQuorum(t *testing.T) {
 	for _, c := range []struct{ n, q int }{{4, 2}, {7, 3}, {7, 4}, {10, 5}, {10, 6}} {
 		t.Run(fmt.Sprintf("n=%d/quorum=%d/partition", c.n, c.q), func(t *testing.T) {
