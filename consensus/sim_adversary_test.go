@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +40,15 @@ const (
 	// actSilent drops half of what its core sends (it stays quiet where
 	// the protocol needs it, without crashing).
 	actSilent
+	// actEdgeTime proposes blocks timed so that the honest validators with
+	// the fastest clocks find them valid and the others, a moment too
+	// early, do not; it prevotes for them and never precommits, so the
+	// block gets a polka and its lock but no decision. Every honest clock
+	// soon reaches the block's time: a node that refused it then must
+	// accept it when it is proposed again, or the locked validators and
+	// it can never agree. Not in advAll: today's core caches the verdict
+	// for the height (see TestSimClockEdgeProposal).
+	actEdgeTime
 
 	advAll = actInvalidBlock | actWrongProposer | actEquivocate | actUnknownVotes | actSilent
 )
@@ -51,11 +61,13 @@ const (
 	advEquivocate
 	advUnknownVotes
 	advSilent
+	advEdgeTime
 	advTamper
 	advKinds
 )
 
-var advNames = [advKinds]string{"invalid block", "wrong proposer", "equivocating proposer", "vote for unknown block", "silence", "tampered relay"}
+var advNames = [advKinds]string{"invalid block", "wrong proposer", "equivocating proposer", "vote for unknown block", "silence",
+	"block at the clock's edge", "tampered relay"}
 
 func (a advActs) String() string {
 	var out []byte
@@ -83,6 +95,9 @@ func (s *sim) misbehave(n *simNode, m *Message) {
 		s.stats.attacks[advSilent]++
 		return
 	}
+	if n.acts&actEdgeTime != 0 && s.edgeTime(n, m) {
+		return
+	}
 	switch p := m.Proposal; {
 	case p != nil && p.POLRound < 0 && n.acts&(actInvalidBlock|actEquivocate) != 0:
 		// One lie per proposal, so that each can be told from the other.
@@ -100,6 +115,73 @@ func (s *sim) misbehave(n *simNode, m *Message) {
 	if m.Vote != nil && n.acts&actWrongProposer != 0 && s.rng.IntN(3) == 0 {
 		s.wrongProposal(n)
 	}
+}
+
+// edgeTime is actEdgeTime: it replaces n's fresh proposals with one of a
+// block timed at the edge, its prevote in that round with one for that
+// block, and drops its precommits. It reports whether it took care of m.
+func (s *sim) edgeTime(n *simNode, m *Message) bool {
+	switch {
+	case m.Vote != nil && m.Vote.Type == ledger.Precommit:
+		return true
+	case m.Vote != nil && n.edge != nil && m.Vote.Height == n.edge.Height && m.Vote.Round == n.edge.Round:
+		v := *m.Vote
+		v.BlockHash = n.edge.Block.Hash()
+		if err := v.Sign(n.key, testChainID); err != nil {
+			s.violate(errNode, "adversary %d: %v", n.id, err)
+			return true
+		}
+		if f := s.frame(n, Message{Vote: &v}, true); f != nil {
+			s.broadcastFrame(n, f)
+		}
+		return true
+	case m.Proposal == nil || m.Proposal.POLRound >= 0:
+		return false
+	}
+	p := m.Proposal
+	if n.edge != nil && n.edge.Height == p.Height && n.edge.Round == p.Round {
+		s.broadcast(n, Message{Proposal: n.edge}) // a re-publish
+		return true
+	}
+	// The first proposal of a round is the one that counts: decide once,
+	// and re-publish an honest proposal as it was.
+	if n.edgeTried == [2]uint64{p.Height, p.Round + 1} {
+		return false
+	}
+	n.edgeTried = [2]uint64{p.Height, p.Round + 1}
+	// Accepting needs clock + simDrift >= time on arrival (1 ms at the
+	// earliest): time the block for the k-th fastest honest clock, where k
+	// more prevotes than its own make a quorum. The adversary strikes when
+	// it hurts: every honest node booted, up and at this height (one behind would
+	// see the block only later, by a later clock) and the next clock at
+	// least 50 ms behind the k-th, so that the others refuse it.
+	var offsets []time.Duration
+	for _, o := range s.honest() {
+		if o.core == nil || !o.up || o.core.Status().Height != p.Height {
+			return false
+		}
+		offsets = append(offsets, o.offset)
+	}
+	slices.Sort(offsets)
+	slices.Reverse(offsets)
+	k := min(len(offsets), s.vals.Quorum()-1)
+	if k < len(offsets) && offsets[k-1]-offsets[k] < 50*time.Millisecond {
+		return false
+	}
+	b := p.Block
+	b.Header.Time = uint64(simEpoch + (s.now + offsets[k-1] + time.Millisecond + simDrift).Milliseconds())
+	if err := signHeader(&b, n.key); err != nil {
+		s.violate(errNode, "adversary %d: %v", n.id, err)
+		return true
+	}
+	q := s.signProposal(n, p.Height, p.Round, &b)
+	if q == nil {
+		return true
+	}
+	n.edge = q
+	s.stats.attacks[advEdgeTime]++
+	s.broadcast(n, Message{Proposal: q})
+	return true
 }
 
 func (s *sim) randomHash() ledger.Hash {
@@ -355,7 +437,7 @@ func TestSimAdversaries(t *testing.T) {
 				}
 			}
 			for k := range advTamper {
-				if attacks[k] == 0 && len(seeds) >= 10 {
+				if advAll&(1<<k) != 0 && attacks[k] == 0 && len(seeds) >= 10 {
 					t.Fatalf("no %s in %d seeds of random mixes", advNames[k], len(seeds))
 				}
 			}
@@ -415,6 +497,46 @@ func TestSimControlTrustingApp(t *testing.T) {
 			cfg.trustingApp, cfg.control, cfg.liveBound = true, true, time.Second
 			found := controlSearch(t, cfg, errChain, errBody)
 			t.Logf("blocks off the chain committed in seeds %v; bodies not matching headers in seeds %v", found[0], found[1])
+		})
+	}
+}
+
+// TestSimClockEdgeProposal runs a Byzantine proposer (actEdgeTime) whose
+// blocks are valid by the fastest honest clocks and a few milliseconds
+// early for the others, all within the drift bound. The block gets a
+// polka, so validators lock on it; the adversary withholds its precommit.
+// Every honest node must decide once the network heals: a validator that
+// refused the block while its clock was behind must take it when it is
+// proposed again, since a verdict that depended on the local clock is not
+// final for the height (issue #10, "a pure core").
+//
+// On a2a74ac it fails for all three sizes: the core caches the verdict for
+// the height, so the validators that refused the block never take it and
+// the locked ones never take another (n=4 seed 69: "liveness ... honest
+// heads [4 4 4], want 5"; n=7 seed 15; n=10 seed 25, each stuck at the
+// adversary's height).
+func TestSimClockEdgeProposal(t *testing.T) {
+	t.Skip("needs clock-bound verdicts that are not final for the height (h-consensus)")
+	for _, n := range simSizes {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			started := time.Now()
+			// A whole network: the attack needs its victims to see the
+			// block at once, and chaos only blurs it.
+			cfg := chaosConfig(n)
+			cfg.maxChaos, cfg.crashes = 0, false
+			cfg.adversaries, cfg.acts = []int{int(*simHeights) % n}, actEdgeTime // leads round 0 of the last height
+			// As many seeds as the honest test: the adversary strikes only
+			// when the clocks leave a gap, a few seeds in a hundred.
+			seeds := simSeedList(simSeedsFor(seedCount(), n))
+			stats := runSims(t, cfg, seeds)
+			logStats(t, len(seeds), stats, started)
+			edges := 0
+			for _, st := range stats {
+				edges += st.attacks[advEdgeTime]
+			}
+			if edges == 0 {
+				t.Fatalf("no block at the clock's edge in %d seeds", len(seeds))
+			}
 		})
 	}
 }

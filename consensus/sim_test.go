@@ -194,7 +194,9 @@ type simNode struct {
 	up        bool
 	epoch     int
 	syncAsked time.Duration
-	built     uint64 // blocks built, to make each one's entries unique
+	built     uint64    // blocks built, to make each one's entries unique
+	edge      *Proposal // actEdgeTime's latest proposal
+	edgeTried [2]uint64 // height and round+1 of its latest decision to strike or not
 }
 
 func (n *simNode) head() uint64 { return uint64(len(n.blocks)) }
@@ -801,8 +803,12 @@ func (s *sim) receive(n *simNode, from int, f *simFrame) {
 		if m.Height() > n.core.Status().Height {
 			s.askSync(n, from)
 		}
+		// A Byzantine validator's block may be refused even when an honest
+		// one re-proposes it (it may be valid by one clock and not yet by
+		// another).
+		forged := f.forged || s.nodes[from].byzantine || m.Proposal != nil && s.byzVal[m.Proposal.Block.Header.Proposer]
 		rd, err := n.core.Step(m)
-		s.handle(n, rd, err, f.forged || s.nodes[from].byzantine)
+		s.handle(n, rd, err, forged)
 	case f.syncFrom > 0:
 		if f.syncFrom <= n.head() {
 			s.send(n.id, from, &simFrame{blocks: n.blocks[f.syncFrom-1:], certs: n.certs[f.syncFrom-1:]})
