@@ -7,25 +7,42 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rlp"
 
 	"github.com/sagachain/sagachain/ledger"
 )
 
 // The simulator of DESIGN §10: every validator's core in one goroutine, a
 // seeded network that delays, drops, duplicates, reorders and partitions,
-// crashes and restarts from the persisted state, a simulated clock, and
-// optionally Byzantine twins (two nodes running one validator's key).
-// After every event it checks: no two different blocks committed at one
-// height by honest nodes, every certificate passes ledger.VerifyCommit, and
-// nothing is sent before the state covering it was persisted. Once the
-// network heals, every honest node must reach the target height within a
-// bound of simulated time.
+// crashes and restarts from the persisted state, a simulated clock per node
+// (skewed and running at its own rate, within the drift bound blocks are
+// checked against), and Byzantine validators: twins (two nodes running one
+// validator's key) and the adversaries of sim_adversary_test.go, at most
+// f = (n-1)/3 of them, plus an optional relay that races proposals with
+// tampered bodies. After every event it checks: no two different blocks
+// (by header or by body) committed at one height by honest nodes, every
+// certificate passes ledger.VerifyCommit, every committed body matches its
+// signed header, honest validators never sign conflicting votes, honest
+// messages are never refused, and nothing is sent before the state covering
+// it was persisted. Once the network heals, every honest node must reach the
+// target height within a bound of simulated time.
+//
+// The core's App (ProposeBlock, ValidateBlock) is met in one place, simApp
+// at the end of this file; everything else drives the core through Start,
+// Step, Timeout and Ready.
 
 var (
-	simSeeds   = flag.Int("sim.seeds", 2000, "number of seeds each simulator test runs")
+	// simSeeds is sized so that `go test -race ./consensus` stays within
+	// about a minute on a two-core machine: the run is dominated by
+	// signature checks, about 70 ms of CPU per simulation. A longer search
+	// passes a larger -sim.seeds (every test scales from it).
+	simSeeds   = flag.Int("sim.seeds", 200, "seeds of the honest 4-validator simulation; the other simulator tests run fractions of it")
 	simSeed    = flag.Int64("sim.seed", -1, "run only this simulator seed (to replay a failure)")
 	simHeights = flag.Uint64("sim.heights", 5, "heights each simulated network must decide")
 )
@@ -40,12 +57,34 @@ var (
 	// across crashes.
 	errEquivocation = errors.New("honest equivocation")
 	errNode         = errors.New("node error")
+	// errChain is a committed block that does not extend the node's
+	// chain: another parent, a time not after the parent's, or a last
+	// certificate that does not certify the parent.
+	errChain = errors.New("block does not extend the chain")
+	// errBody is a committed block whose entries or last certificate do
+	// not match its signed header, or honest nodes committing one header
+	// with different bodies.
+	errBody = errors.New("body does not match header")
 )
 
 type simConfig struct {
 	validators int
-	// twin is the validator run by two nodes (Byzantine), or -1.
-	twin int
+	// twins are the validators each run by two nodes (Byzantine).
+	twins []int
+	// adversaries are Byzantine validators whose node runs a core and
+	// misbehaves on top of it as acts says; randomActs instead gives each a
+	// random non-empty subset of acts per seed.
+	adversaries []int
+	acts        advActs
+	randomActs  bool
+	// tamper adds a relay (an admitted peer, not a validator) that races
+	// proposals with copies carrying the genuine header and signatures but
+	// other entries or another last certificate.
+	tamper bool
+	// skew bounds how far any two nodes' clocks differ; it must stay
+	// within simDrift, the bound honest validators check block times
+	// against, or honest blocks would be refused.
+	skew time.Duration
 	// quorum replaces the real quorum when non-zero (control runs only).
 	quorum  int
 	heights uint64
@@ -57,15 +96,29 @@ type simConfig struct {
 	// healing every honest node has to reach heights.
 	maxChaos  time.Duration
 	liveBound time.Duration
+	// trustingApp makes every node's app accept any block (control runs
+	// only): the core's own checks remain, the node's part of Valid(v)
+	// is gone.
+	trustingApp bool
 	// control runs keep going after violations (until a fork) and accept
 	// node errors, since a broken quorum makes blocks of one branch
 	// invalid on the other.
 	control bool
 }
 
+// f is the number of Byzantine validators the protocol tolerates.
+func (c *simConfig) f() int { return (c.validators - 1) / 3 }
+
 const (
 	simTick     = 250 * time.Millisecond // re-publish and status period
 	simMaxEvent = 3_000_000
+	// simEpoch is the wall-clock time simulated time 0 stands for, in Unix
+	// milliseconds, so skewed clocks never go below zero.
+	simEpoch = 1_700_000_000_000
+	// simDrift is how far ahead of a validator's clock a block's time may
+	// be (genesis max_clock_drift_ms); shorter than the default so that
+	// clock-bound rejections happen within a simulation.
+	simDrift = time.Second
 )
 
 type simEventKind uint8
@@ -93,7 +146,13 @@ type simEvent struct {
 // simFrame is what travels between nodes: a consensus message (encoded, so
 // every receiver decodes its own copy), a head announcement, or block sync.
 type simFrame struct {
-	msg      []byte
+	msg []byte
+	// forged marks a frame an adversary made or changed: the core may
+	// refuse it, and that refusal is no violation.
+	forged bool
+	// tampered is the tamper relay's copy of a proposal frame, raced
+	// ahead of the genuine one.
+	tampered *simFrame
 	head     uint64 // sender's committed height, when > 0
 	syncFrom uint64 // request: blocks from this height
 	blocks   []*ledger.Block
@@ -121,6 +180,11 @@ func (q *eventQueue) Pop() any {
 type simNode struct {
 	id, val   int
 	byzantine bool
+	acts      advActs // misbehaviour of an adversary's node
+	// offset is this node's clock minus simulated time; rate scales its
+	// timers (a clock running fast or slow).
+	offset    time.Duration
+	rate      float64
 	key       *ledger.PrivateKey
 	core      *Core
 	app       *simApp
@@ -130,9 +194,19 @@ type simNode struct {
 	up        bool
 	epoch     int
 	syncAsked time.Duration
+	built     uint64    // blocks built, to make each one's entries unique
+	edge      *Proposal // actEdgeTime's latest proposal
+	edgeTried [2]uint64 // height and round+1 of its latest decision to strike or not
 }
 
 func (n *simNode) head() uint64 { return uint64(len(n.blocks)) }
+
+func (n *simNode) headTime() uint64 {
+	if len(n.blocks) == 0 {
+		return 0
+	}
+	return n.blocks[len(n.blocks)-1].Header.Time
+}
 
 func (n *simNode) headHash() ledger.Hash {
 	if len(n.blocks) == 0 {
@@ -143,9 +217,14 @@ func (n *simNode) headHash() ledger.Hash {
 
 type simStats struct {
 	events, delivered, commits, evidence, syncs, crashes, resumes int
-	healToDone                                                    time.Duration
-	end                                                           time.Duration
-	maxRound                                                      uint64
+	// refused counts adversarial messages honest cores refused; attacks
+	// counts the adversaries' misbehaviours by kind, so a test can prove
+	// each one was tried.
+	refused    int
+	attacks    [advKinds]int
+	healToDone time.Duration
+	end        time.Duration
+	maxRound   uint64
 }
 
 type sim struct {
@@ -154,6 +233,7 @@ type sim struct {
 	rng      *rand.Rand
 	keys     []*ledger.PrivateKey
 	vals     *ledger.ValidatorSet
+	byzVal   map[ledger.Address]bool
 	nodes    []*simNode
 	queue    eventQueue
 	seq      uint64
@@ -163,7 +243,16 @@ type sim struct {
 	dropRate float64
 	dupRate  float64
 	groups   []int // partition group per node; nil when whole
-	decided  []ledger.Hash
+	// tamperRate is how often the tamper relay wins the race to a node.
+	tamperRate float64
+	// decided is, per height, the header and body the first honest node
+	// committed.
+	decided []simDecided
+	// verified remembers each distinct vote's signature verdict: every node
+	// checks the same vote, and like a real node (Config.VerifyVote) the
+	// simulator verifies each only once.
+	verified map[ledger.Vote]error
+	bodies   map[ledger.Hash]error // bodyMatches by bodyHash
 	// certs remembers the verdict on each certificate, which every node
 	// checks again; verifying signatures is most of the simulator's cost.
 	certs map[ledger.Hash]error
@@ -172,20 +261,48 @@ type sim struct {
 	stats      simStats
 }
 
+type simDecided struct {
+	id, body ledger.Hash
+}
+
 func newSim(seed int64, cfg simConfig, keys []*ledger.PrivateKey, vals *ledger.ValidatorSet) (*sim, error) {
 	s := &sim{seed: seed, cfg: cfg, keys: keys, vals: vals, rng: rand.New(rand.NewPCG(uint64(seed), 0x5a9a)), chaos: true,
-		certs: make(map[ledger.Hash]error)}
+		certs: make(map[ledger.Hash]error), verified: make(map[ledger.Vote]error), bodies: make(map[ledger.Hash]error), byzVal: make(map[ledger.Address]bool)}
 	s.healAt = time.Duration(s.rng.Int64N(int64(cfg.maxChaos) + 1))
 	s.dropRate = s.rng.Float64() * 0.3
 	s.dupRate = s.rng.Float64() * 0.1
-	for i := range cfg.validators {
-		s.nodes = append(s.nodes, &simNode{id: i, val: i, byzantine: i == cfg.twin})
+	s.tamperRate = 0.5 + s.rng.Float64()*0.5
+	acts := make(map[int]advActs)
+	for _, v := range cfg.twins {
+		acts[v] = 0
 	}
-	if cfg.twin >= 0 {
-		s.nodes = append(s.nodes, &simNode{id: len(s.nodes), val: cfg.twin, byzantine: true})
+	for _, v := range cfg.adversaries {
+		acts[v] = cfg.acts
+		if cfg.randomActs {
+			acts[v] = advActs(1 + s.rng.IntN(int(advAll)))
+		}
+	}
+	if len(acts) > cfg.f() && !cfg.control {
+		return nil, fmt.Errorf("%d Byzantine validators of %d, more than f = %d", len(acts), cfg.validators, cfg.f())
+	}
+	for i := range cfg.validators {
+		a, byz := acts[i]
+		s.nodes = append(s.nodes, &simNode{id: i, val: i, byzantine: byz, acts: a})
+		if byz {
+			s.byzVal[keys[i].Address()] = true
+		}
+	}
+	for _, v := range cfg.twins {
+		s.nodes = append(s.nodes, &simNode{id: len(s.nodes), val: v, byzantine: true})
 	}
 	s.groups = cfg.partition
 	for _, n := range s.nodes {
+		// Clocks lie within [-skew/2, skew/2] of simulated time, so any two
+		// differ by at most skew; timers run up to 10% fast or slow.
+		if cfg.skew > 0 {
+			n.offset = time.Duration(s.rng.Int64N(int64(cfg.skew)+1)) - cfg.skew/2
+		}
+		n.rate = 0.9 + 0.2*s.rng.Float64()
 		n.key = keys[n.val]
 		n.app = &simApp{s: s, n: n}
 		if err := s.boot(n); err != nil {
@@ -203,7 +320,27 @@ func newSim(seed int64, cfg simConfig, keys []*ledger.PrivateKey, vals *ledger.V
 func (s *sim) config(n *simNode) Config {
 	return Config{ChainID: testChainID, Validators: s.vals, Signer: n.key,
 		TimeoutPropose: 300 * time.Millisecond, TimeoutPrevote: 100 * time.Millisecond,
-		TimeoutPrecommit: 100 * time.Millisecond, TimeoutDelta: 50 * time.Millisecond, quorum: s.cfg.quorum}
+		TimeoutPrecommit: 100 * time.Millisecond, TimeoutDelta: 50 * time.Millisecond, quorum: s.cfg.quorum,
+		VerifyVote: s.verifyVote}
+}
+
+func (s *sim) verifyVote(v *ledger.Vote) error {
+	err, ok := s.verified[*v]
+	if !ok {
+		err = v.Verify(testChainID)
+		s.verified[*v] = err
+	}
+	return err
+}
+
+// clock is node n's wall clock in Unix milliseconds.
+func (s *sim) clock(n *simNode) uint64 {
+	return uint64(simEpoch + (s.now + n.offset).Milliseconds())
+}
+
+// after is d as node n's timers measure it.
+func (n *simNode) after(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * n.rate)
 }
 
 // boot (re)creates n's core from its ledger and disk, as a restarted node
@@ -330,8 +467,23 @@ func (s *sim) dispatch(e *simEvent) {
 		s.groups = nil
 		if s.rng.IntN(2) == 0 {
 			s.groups = make([]int, len(s.nodes))
-			for i := range s.groups {
-				s.groups[i] = s.rng.IntN(2)
+			if s.rng.IntN(2) == 0 {
+				for i := range s.groups {
+					s.groups[i] = s.rng.IntN(2)
+				}
+			} else {
+				// Halves as even as can be: the split where two quorums
+				// that are too small both fit.
+				for k, i := range s.rng.Perm(s.cfg.validators) {
+					s.groups[i] = k % 2
+				}
+			}
+			// A twin does the most harm with one node on either side (the
+			// Twins method): place them so in most partitions.
+			for _, n := range s.nodes[s.cfg.validators:] {
+				if s.rng.IntN(4) != 0 {
+					s.groups[n.id] = 1 - s.groups[n.val]
+				}
 			}
 		}
 		s.push(&simEvent{at: s.now + 200*time.Millisecond + time.Duration(s.rng.Int64N(int64(1300*time.Millisecond))), kind: evPartition})
@@ -342,14 +494,14 @@ func (s *sim) dispatch(e *simEvent) {
 		}
 	case evTick:
 		s.tick(s.nodes[e.node])
-		s.push(&simEvent{at: s.now + simTick, kind: evTick, node: e.node})
+		s.push(&simEvent{at: s.now + s.nodes[e.node].after(simTick), kind: evTick, node: e.node})
 	case evTimeout:
 		n := s.nodes[e.node]
 		if !n.up || n.epoch != e.epoch {
 			return
 		}
 		rd, err := n.core.Timeout(e.timeout)
-		s.handle(n, rd, err)
+		s.handle(n, rd, err, false)
 	case evDeliver:
 		n := s.nodes[e.node]
 		if !n.up {
@@ -385,21 +537,43 @@ func (s *sim) tick(n *simNode) {
 		if err := covered(n.disk, m); err != nil {
 			s.violate(errUnsafe, "node %d re-publishes %v", n.id, err)
 		}
-		s.broadcast(n, m)
+		s.send1(n, m)
+	}
+	if n.acts != 0 {
+		s.misbehave(n, nil)
 	}
 	s.broadcastFrame(n, &simFrame{head: n.head()})
 }
 
 func (s *sim) start(n *simNode) {
 	rd, err := n.core.Start()
-	s.handle(n, rd, err)
+	s.handle(n, rd, err, false)
+}
+
+// send1 sends a message n's core produced: as is, or through the
+// adversary's hands.
+func (s *sim) send1(n *simNode, m Message) {
+	if n.acts != 0 {
+		s.misbehave(n, &m)
+		return
+	}
+	s.broadcast(n, m)
 }
 
 // handle is the driver: commit, persist, send, schedule, in the order the
 // Ready contract gives, with a crash possible between any two of them.
-func (s *sim) handle(n *simNode, rd Ready, err error) {
-	if err != nil && !s.cfg.control {
-		s.violate(errNode, "node %d: %v", n.id, err)
+// forged says the input was an adversary's, which the core may refuse.
+func (s *sim) handle(n *simNode, rd Ready, err error, forged bool) {
+	if err != nil {
+		switch {
+		case s.cfg.control || n.byzantine:
+			// A broken quorum makes one branch's blocks invalid on the
+			// other; a Byzantine node's core is fed its own lies.
+		case forged && (errors.Is(err, ErrInvalidMessage) || errors.Is(err, ErrInvalidBlock)):
+			s.stats.refused++
+		default:
+			s.violate(errNode, "node %d: %v", n.id, err)
+		}
 	}
 	cut := -1 // how many of the steps below happen before a crash
 	if s.chaos && s.cfg.crashes && !n.byzantine && !rd.IsEmpty() && s.rng.IntN(100) == 0 {
@@ -427,10 +601,10 @@ func (s *sim) handle(n *simNode, rd Ready, err error) {
 		if err := covered(n.disk, m); err != nil {
 			s.violate(errUnsafe, "node %d: %v", n.id, err)
 		}
-		s.broadcast(n, m)
+		s.send1(n, m)
 	}
 	for _, t := range rd.Timeouts {
-		s.push(&simEvent{at: s.now + t.Duration, kind: evTimeout, node: n.id, timeout: t, epoch: n.epoch})
+		s.push(&simEvent{at: s.now + n.after(t.Duration), kind: evTimeout, node: n.id, timeout: t, epoch: n.epoch})
 	}
 	for _, ev := range rd.Evidence {
 		s.stats.evidence++
@@ -438,7 +612,7 @@ func (s *sim) handle(n *simNode, rd Ready, err error) {
 		switch {
 		case a.Validator != b.Validator || a.Height != b.Height || a.Round != b.Round || a.Type != b.Type || a.BlockHash == b.BlockHash:
 			s.violate(errNode, "node %d reports evidence of votes that do not conflict: %+v", n.id, ev)
-		case s.cfg.twin < 0 || a.Validator != s.keys[s.cfg.twin].Address():
+		case !s.byzVal[a.Validator]:
 			s.violate(errEquivocation, "node %d caught honest validator %s signing %s and %s at %d/%d",
 				n.id, a.Validator.Hex(), a.BlockHash.TerminalString(), b.BlockHash.TerminalString(), a.Height, a.Round)
 		}
@@ -484,14 +658,22 @@ func (s *sim) commit(n *simNode, b *ledger.Block, cert ledger.Commit) {
 		s.violate(errCert, "node %d height %d: %v", n.id, h, err)
 	}
 	if !n.byzantine {
+		s.checkExtends(n, b)
+		body := bodyHash(b)
+		if err := s.bodyMatches(body, b); err != nil {
+			s.violate(errBody, "node %d committed block %s at height %d: %v", n.id, id.TerminalString(), h, err)
+		}
 		for uint64(len(s.decided)) < h {
-			s.decided = append(s.decided, ledger.Hash{})
+			s.decided = append(s.decided, simDecided{})
 		}
 		switch first := s.decided[h-1]; {
-		case first == (ledger.Hash{}):
-			s.decided[h-1] = id
-		case first != id:
-			s.violate(errFork, "height %d: node %d committed %s, another honest node %s", h, n.id, id.TerminalString(), first.TerminalString())
+		case first.id == (ledger.Hash{}):
+			s.decided[h-1] = simDecided{id: id, body: body}
+		case first.id != id:
+			s.violate(errFork, "height %d: node %d committed %s, another honest node %s", h, n.id, id.TerminalString(), first.id.TerminalString())
+		case first.body != body:
+			s.violate(errBody, "height %d: node %d committed block %s with body %s, another honest node with body %s",
+				h, n.id, id.TerminalString(), body.TerminalString(), first.body.TerminalString())
 		}
 	}
 	n.blocks = append(n.blocks, b)
@@ -517,13 +699,78 @@ func (s *sim) connected(a, b int) bool {
 	return s.groups == nil || s.groups[a] == s.groups[b]
 }
 
+// checkExtends checks that b, committed by n, extends n's chain: what
+// Valid(v) requires of the parent, whatever the app made of it.
+func (s *sim) checkExtends(n *simNode, b *ledger.Block) {
+	h := b.Header.Height
+	switch {
+	case b.Header.Prev != n.headHash():
+		s.violate(errChain, "node %d committed block %s at height %d on parent %s, its head is %s",
+			n.id, b.Hash().TerminalString(), h, b.Header.Prev.TerminalString(), n.headHash().TerminalString())
+	case b.Header.Time <= n.headTime():
+		s.violate(errChain, "node %d committed block %s at height %d with time %d, its head's is %d",
+			n.id, b.Hash().TerminalString(), h, b.Header.Time, n.headTime())
+	case h > 1 && (b.LastCommit.Height != h-1 || b.LastCommit.BlockHash != b.Header.Prev):
+		s.violate(errChain, "node %d committed block %s at height %d with a last commit for %d/%s",
+			n.id, b.Hash().TerminalString(), h, b.LastCommit.Height, b.LastCommit.BlockHash.TerminalString())
+	case h > 1 && s.cfg.quorum == 0:
+		if err := s.verifyCommit(h-1, b.Header.Prev, &b.LastCommit); err != nil {
+			s.violate(errChain, "node %d committed block %s at height %d: last commit: %v", n.id, b.Hash().TerminalString(), h, err)
+		}
+	}
+}
+
+// bodyMatches checks what a header commits to: the entries, the previous
+// certificate and the proposer's signature over the header; once per
+// distinct block (body is its bodyHash), since every node commits it.
+func (s *sim) bodyMatches(body ledger.Hash, b *ledger.Block) error {
+	err, ok := s.bodies[body]
+	if !ok {
+		err = bodyMatches(b)
+		s.bodies[body] = err
+	}
+	return err
+}
+
+func bodyMatches(b *ledger.Block) error {
+	switch {
+	case b.Header.EntriesRoot != ledger.EntriesRoot(b.Entries):
+		return errors.New("entries root does not match the entries")
+	case b.Header.LastCommitHash != b.LastCommit.Hash():
+		return errors.New("last commit hash does not match the certificate")
+	}
+	return b.VerifySignature()
+}
+
+// bodyHash identifies a whole block, body and signature included, where
+// Block.Hash covers only the header.
+func bodyHash(b *ledger.Block) ledger.Hash {
+	enc, err := rlp.EncodeToBytes(b)
+	if err != nil {
+		panic(fmt.Sprintf("encode block: %v", err)) // a block built by the simulator always encodes
+	}
+	return crypto.Keccak256Hash(enc)
+}
+
 func (s *sim) broadcast(from *simNode, m Message) {
+	f := s.frame(from, m, false)
+	if f == nil {
+		return
+	}
+	if s.cfg.tamper && m.Proposal != nil {
+		f.tampered = s.frame(from, Message{Proposal: s.tamperedCopy(m.Proposal)}, true)
+	}
+	s.broadcastFrame(from, f)
+}
+
+// frame encodes m (every receiver decodes its own copy).
+func (s *sim) frame(from *simNode, m Message, forged bool) *simFrame {
 	b, err := m.MarshalBinary()
 	if err != nil {
 		s.violate(errNode, "node %d encodes %s: %v", from.id, m, err)
-		return
+		return nil
 	}
-	s.broadcastFrame(from, &simFrame{msg: b})
+	return &simFrame{msg: b, forged: forged}
 }
 
 func (s *sim) broadcastFrame(from *simNode, f *simFrame) {
@@ -555,6 +802,13 @@ func (s *sim) send(from, to int, f *simFrame) {
 		if s.chaos && s.rng.IntN(10) == 0 {
 			d += time.Duration(s.rng.Int64N(int64(500 * time.Millisecond)))
 		}
+		if f.tampered != nil && s.rng.Float64() < s.tamperRate {
+			// The relay sits closer to the receiver than the proposer
+			// does: its copy arrives first. It keeps the sender's id, as
+			// gossip would attribute it to the signer.
+			s.stats.attacks[advTamper]++
+			s.push(&simEvent{at: s.now + d/2, kind: evDeliver, node: to, from: from, frame: f.tampered})
+		}
 		s.push(&simEvent{at: s.now + d, kind: evDeliver, node: to, from: from, frame: f})
 	}
 }
@@ -570,8 +824,12 @@ func (s *sim) receive(n *simNode, from int, f *simFrame) {
 		if m.Height() > n.core.Status().Height {
 			s.askSync(n, from)
 		}
+		// A Byzantine validator's block may be refused even when an honest
+		// one re-proposes it (it may be valid by one clock and not yet by
+		// another).
+		forged := f.forged || s.nodes[from].byzantine || m.Proposal != nil && s.byzVal[m.Proposal.Block.Header.Proposer]
 		rd, err := n.core.Step(m)
-		s.handle(n, rd, err)
+		s.handle(n, rd, err, forged)
 	case f.syncFrom > 0:
 		if f.syncFrom <= n.head() {
 			s.send(n.id, from, &simFrame{blocks: n.blocks[f.syncFrom-1:], certs: n.certs[f.syncFrom-1:]})
@@ -621,13 +879,14 @@ func (s *sim) applySync(n *simNode, f *simFrame) {
 	s.restart(n)
 }
 
-// simApp is the node's side of the core: blocks carry the height and a
-// counter and are valid when they extend the node's own chain with the
-// certificate of its head.
+// simApp is the node's side of the core, and the only place the simulator
+// meets the core's App: blocks carry the height and a counter and are valid
+// when they extend the node's own chain with the certificate of its head,
+// at a time after the parent's and not beyond simDrift ahead of the node's
+// clock.
 type simApp struct {
-	s     *sim
-	n     *simNode
-	built uint64
+	s *sim
+	n *simNode
 }
 
 func (a *simApp) ProposeBlock(h, r uint64) (*ledger.Block, error) {
@@ -635,28 +894,15 @@ func (a *simApp) ProposeBlock(h, r uint64) (*ledger.Block, error) {
 	if h != n.head()+1 {
 		return nil, fmt.Errorf("node %d asked to build height %d on head %d", n.id, h, n.head())
 	}
-	a.built++
-	var last ledger.Commit
-	if len(n.certs) > 0 {
-		last = n.certs[len(n.certs)-1]
-	}
-	b := &ledger.Block{
-		Header: ledger.Header{ChainID: testChainID, Height: h, Round: r, Time: uint64(a.s.now.Milliseconds()),
-			Prev: n.headHash(), Proposer: n.key.Address(), LastCommitHash: last.Hash()},
-		Entries:    []ledger.Entry{{Kind: ledger.KindSubmission, Body: fmt.Appendf(nil, "node %d height %d block %d", n.id, h, a.built)}},
-		LastCommit: last,
-	}
-	b.Header.EntriesRoot = ledger.EntriesRoot(b.Entries)
-	if err := b.Sign(n.key); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return a.s.buildBlock(n, h, r)
 }
 
 func (a *simApp) ValidateBlock(b *ledger.Block) error {
 	n := a.n
 	h := b.Header.Height
 	switch {
+	case a.s.cfg.trustingApp:
+		return nil
 	case b.Header.Prev != n.headHash():
 		return fmt.Errorf("parent %s, want %s", b.Header.Prev.TerminalString(), n.headHash().TerminalString())
 	case b.Header.EntriesRoot != ledger.EntriesRoot(b.Entries):
@@ -665,6 +911,12 @@ func (a *simApp) ValidateBlock(b *ledger.Block) error {
 		return errors.New("last commit hash does not match the certificate")
 	case h > 1 && (b.LastCommit.Height != h-1 || b.LastCommit.BlockHash != b.Header.Prev):
 		return fmt.Errorf("last commit is for %d/%s", b.LastCommit.Height, b.LastCommit.BlockHash.TerminalString())
+	case h == 1 && len(b.LastCommit.Signatures) > 0:
+		return errors.New("the first block carries a last commit")
+	case b.Header.Time <= n.headTime():
+		return fmt.Errorf("time %d is not after the parent's %d", b.Header.Time, n.headTime())
+	case b.Header.Time > a.s.clock(n)+uint64(simDrift.Milliseconds()):
+		return fmt.Errorf("time %d is ahead of this node's clock %d by more than %s", b.Header.Time, a.s.clock(n), simDrift)
 	}
 	if h > 1 && a.s.cfg.quorum == 0 {
 		if err := a.s.verifyCommit(h-1, b.Header.Prev, &b.LastCommit); err != nil {
@@ -672,6 +924,28 @@ func (a *simApp) ValidateBlock(b *ledger.Block) error {
 		}
 	}
 	return nil
+}
+
+// buildBlock builds and signs n's block for height h in round r on its
+// head: one entry unique to the node and the call, at the node's clock but
+// always after the parent (as node.App does).
+func (s *sim) buildBlock(n *simNode, h, r uint64) (*ledger.Block, error) {
+	n.built++
+	var last ledger.Commit
+	if len(n.certs) > 0 {
+		last = n.certs[len(n.certs)-1]
+	}
+	b := &ledger.Block{
+		Header: ledger.Header{ChainID: testChainID, Height: h, Round: r, Time: max(s.clock(n), n.headTime()+1),
+			Prev: n.headHash(), Proposer: n.key.Address(), LastCommitHash: last.Hash()},
+		Entries:    []ledger.Entry{{Kind: ledger.KindSubmission, Body: fmt.Appendf(nil, "node %d height %d block %d", n.id, h, n.built)}},
+		LastCommit: last,
+	}
+	b.Header.EntriesRoot = ledger.EntriesRoot(b.Entries)
+	if err := b.Sign(n.key); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // seedCount is -sim.seeds, or a tenth of it under -short unless the flag
@@ -763,65 +1037,151 @@ func logStats(t *testing.T, seeds int, stats []simStats, started time.Time) {
 		sum.crashes, sum.resumes, sum.evidence, sum.maxRound, sum.healToDone, sum.end.Round(time.Millisecond))
 }
 
+// simSizes are the network sizes every simulator test covers: the
+// smallest with a Byzantine validator, and sizes where f is 2 and 3, where
+// a quorum of n/2+1 is no longer the real one.
+var simSizes = []int{4, 7, 10}
+
+// simSeedsFor scales a test's seed count by the cost of a network of n
+// validators, which grows about with n squared (messages per step; under
+// -race, n = 4 costs about 15 ms a seed, n = 10 about 140 ms), keeping at
+// least 4 seeds so that every size is searched.
+func simSeedsFor(count, n int) int {
+	return max(min(count, 4), count*16/(n*n))
+}
+
+// chaosConfig is the network every search runs on: random partitions,
+// drops, duplicates, delays and crashes for up to five seconds, clocks
+// skewed up to the drift bound.
+func chaosConfig(n int) simConfig {
+	return simConfig{validators: n, heights: *simHeights, crashes: true, skew: simDrift * 9 / 10,
+		maxChaos: 5 * time.Second, liveBound: 30 * time.Second}
+}
+
+// lastValidators returns the k highest validator indices of n.
+func lastValidators(n, k int) []int {
+	var out []int
+	for i := n - k; i < n; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
 func TestSimHonestNetwork(t *testing.T) {
-	started := time.Now()
-	seeds := simSeedList(seedCount())
-	stats := runSims(t, simConfig{validators: 4, twin: -1, heights: *simHeights, crashes: true,
-		maxChaos: 5 * time.Second, liveBound: 30 * time.Second}, seeds)
-	logStats(t, len(seeds), stats, started)
+	for _, n := range simSizes {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			started := time.Now()
+			seeds := simSeedList(simSeedsFor(seedCount(), n))
+			stats := runSims(t, chaosConfig(n), seeds)
+			logStats(t, len(seeds), stats, started)
+		})
+	}
 }
 
 func TestSimByzantineTwins(t *testing.T) {
-	started := time.Now()
-	seeds := simSeedList(max(1, seedCount()/3))
-	stats := runSims(t, simConfig{validators: 4, twin: 3, heights: *simHeights, crashes: true,
-		maxChaos: 5 * time.Second, liveBound: 30 * time.Second}, seeds)
-	logStats(t, len(seeds), stats, started)
-	evidence := 0
-	for _, st := range stats {
-		evidence += st.evidence
-	}
-	if evidence == 0 && len(seeds) > 10 {
-		t.Fatalf("twins signed conflicting votes in %d seeds and no node reported evidence", len(seeds))
+	for _, n := range simSizes {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			started := time.Now()
+			cfg := chaosConfig(n)
+			cfg.twins = leaders(n, cfg.f())
+			seeds := simSeedList(simSeedsFor(max(1, seedCount()/3), n))
+			stats := runSims(t, cfg, seeds)
+			logStats(t, len(seeds), stats, started)
+			evidence := 0
+			for _, st := range stats {
+				evidence += st.evidence
+			}
+			if evidence == 0 && len(seeds) > 10 {
+				t.Fatalf("twins signed conflicting votes in %d seeds and no node reported evidence", len(seeds))
+			}
+		})
 	}
 }
 
-// TestSimControlBrokenQuorum proves the checker bites: with a quorum of
-// n/2, an equivocating validator (twins) and a partition that splits the
-// honest validators, some seed must fork and the checker must say so, and
-// certificates of n/2 signatures must fail ledger.VerifyCommit.
-func TestSimControlBrokenQuorum(t *testing.T) {
-	cfg := simConfig{validators: 4, twin: 3, quorum: 2, heights: 5,
-		partition: []int{0, 0, 1, 0, 1}, // validators 0, 1 and one twin | validator 2 and the other twin
-		maxChaos:  3 * time.Second, liveBound: time.Second, control: true}
-	// Fixed seeds: -sim.seed replays the other tests, and one seed alone
-	// need not fork.
-	seeds := make([]int64, 20)
-	for i := range seeds {
-		seeds[i] = int64(i)
+// brokenQuorumConfig is a network that forks a core whose quorum q is
+// below the real one: two fixed groups, each of q nodes, that share only
+// equivocators. Two quorums of q among n validators overlap in 2q-n of
+// them, so that many twins (each with one node in either group) let both
+// groups decide alone; the honest validators alternate between the groups,
+// so that each group leads one of the first two rounds of every height.
+func brokenQuorumConfig(n, q int) simConfig {
+	t := max(0, 2*q-n)
+	partition := make([]int, n+t)
+	for i := range n - t {
+		partition[i] = i % 2
 	}
-	var forks, certs []int64
-	for i, s := range playSims(t, cfg, seeds) {
-		if s.forked() {
-			forks = append(forks, seeds[i])
+	for i := n; i < n+t; i++ {
+		partition[i] = 1 // the second node of each twin
+	}
+	return simConfig{validators: n, twins: lastValidators(n, t), quorum: q, heights: 5, partition: partition,
+		skew: simDrift * 9 / 10, maxChaos: 3 * time.Second, liveBound: time.Second, control: true}
+}
+
+// controlSearch plays seeds 0, 1, ... a few at a time (each batch in
+// parallel) until one shows a violation of every kind in want, or 40 seeds
+// have run; it returns, per kind, the seeds that showed it. Fixed seeds:
+// -sim.seed replays the other tests, and one seed alone need not break.
+func controlSearch(t *testing.T, cfg simConfig, want ...error) [][]int64 {
+	t.Helper()
+	found := make([][]int64, len(want))
+	missing := func() bool { return slices.ContainsFunc(found, func(s []int64) bool { return len(s) == 0 }) }
+	for next := int64(0); next < 40 && missing(); {
+		seeds := make([]int64, runtime.GOMAXPROCS(0))
+		for i := range seeds {
+			seeds[i] = next
+			next++
 		}
-		for _, v := range s.violations {
-			if errors.Is(v, errCert) {
-				certs = append(certs, seeds[i])
-				break
+		for i, s := range playSims(t, cfg, seeds) {
+			for k, kind := range want {
+				if slices.ContainsFunc(s.violations, func(v error) bool { return errors.Is(v, kind) }) {
+					found[k] = append(found[k], seeds[i])
+				}
 			}
 		}
 	}
-	if len(forks) == 0 {
-		t.Fatalf("no fork detected in seeds %v with a broken quorum", seeds)
+	for k, kind := range want {
+		if len(found[k]) == 0 {
+			t.Errorf("no %v detected in seeds 0 to 39", kind)
+		}
 	}
-	if len(certs) == 0 {
-		t.Fatalf("no bad certificate detected in seeds %v with a broken quorum", seeds)
-	}
-	t.Logf("forks caught in seeds %v; bad certificates in seeds %v", forks, certs)
+	return found
+}
 
-	// The same network with the real quorum stays safe.
-	cfg.quorum, cfg.control = 0, false
-	cfg.heights, cfg.liveBound = *simHeights, 30*time.Second
-	runSims(t, cfg, simSeedList(max(1, seedCount()/15)))
+// TestSimControlBrokenQuorum proves the checker bites: with a quorum of
+// n/2 or n/2+1 (for n = 4, n/2+1 is the real quorum, so only n/2 is
+// broken there), some seed must fork and the checker must say so, and
+// certificates with too few signatures must fail ledger.VerifyCommit.
+//
+// "partition" runs the fixed split of brokenQuorumConfig, with the twins
+// that quorum needs; the same network with the real quorum stays safe.
+// "search" runs the chaotic network of the other tests with f twins and
+// must find a fork by itself; it does, within 40 seeds, for every broken
+// quorum but n/2+1 = 6 of 10, which needs an even split of the validators
+// with the twins' nodes apart for as long as a height takes (1 seed in 100
+// when tried), and is left to the fixed partition.
+func TestSimControlBrokenQuorum(t *testing.T) {
+	for _, c := range []struct{ n, q int }{{4, 2}, {7, 3}, {7, 4}, {10, 5}, {10, 6}} {
+		t.Run(fmt.Sprintf("n=%d/quorum=%d/partition", c.n, c.q), func(t *testing.T) {
+			cfg := brokenQuorumConfig(c.n, c.q)
+			if real := (2*c.n)/3 + 1; c.q >= real || len(cfg.twins) > cfg.f() {
+				t.Fatalf("quorum %d of %d is not a broken one the simulator can reach (real %d, %d twins)", c.q, c.n, real, len(cfg.twins))
+			}
+			found := controlSearch(t, cfg, errFork, errCert)
+			t.Logf("forks caught in seeds %v; bad certificates in seeds %v", found[0], found[1])
+
+			cfg.quorum, cfg.control = 0, false
+			cfg.heights, cfg.liveBound = *simHeights, 30*time.Second
+			runSims(t, cfg, simSeedList(simSeedsFor(max(1, seedCount()/15), c.n)))
+		})
+		if c.n == 10 && c.q == 6 {
+			continue
+		}
+		t.Run(fmt.Sprintf("n=%d/quorum=%d/search", c.n, c.q), func(t *testing.T) {
+			cfg := chaosConfig(c.n)
+			cfg.twins = leaders(c.n, cfg.f())
+			cfg.quorum, cfg.control, cfg.liveBound = c.q, true, time.Second
+			found := controlSearch(t, cfg, errFork)
+			t.Logf("forks caught in seeds %v", found[0])
+		})
+	}
 }
