@@ -620,29 +620,31 @@ func (s *sim) handle(n *simNode, rd Ready, err error, forged bool) {
 	if st := n.core.Status(); st.Round > s.stats.maxRound {
 		s.stats.maxRound = st.Round
 	}
-	s.answer(n, rd)
+	s.answer(n, rd, forged)
 	if rd.Commit != nil && n.up && s.hasWork(n, n.head()+1) {
 		s.start(n)
 	}
 }
 
 // answer serves what rd asks of the app, as the driver does, unless the
-// node crashed meanwhile.
-func (s *sim) answer(n *simNode, rd Ready) {
+// node crashed meanwhile; forged is handle's, for the input that led here.
+func (s *sim) answer(n *simNode, rd Ready, forged bool) {
 	if r := rd.ProposalRequest; r != nil && n.up {
 		if b, err := n.app.ProposeBlock(r.Height, r.Round); err != nil {
-			s.handle(n, Ready{}, err)
+			s.handle(n, Ready{}, err, forged)
 		} else {
 			next, err := n.core.Proposed(b)
-			s.handle(n, next, err)
+			s.handle(n, next, err, forged)
 		}
 	}
 	for _, v := range rd.Validations {
 		if !n.up {
 			return
 		}
+		// A verdict may be asked for long after the message that brought
+		// the block: refusing a Byzantine proposer's block is no fault.
 		next, err := n.core.Validated(v.Hash, n.app.ValidateBlock(v.Block))
-		s.handle(n, next, err)
+		s.handle(n, next, err, forged || s.byzVal[v.Block.Header.Proposer])
 	}
 }
 
@@ -916,7 +918,9 @@ func (a *simApp) ValidateBlock(b *ledger.Block) error {
 	case b.Header.Time <= n.headTime():
 		return fmt.Errorf("time %d is not after the parent's %d", b.Header.Time, n.headTime())
 	case b.Header.Time > a.s.clock(n)+uint64(simDrift.Milliseconds()):
-		return fmt.Errorf("time %d is ahead of this node's clock %d by more than %s", b.Header.Time, a.s.clock(n), simDrift)
+		// Wrapped as the node's app does: the verdict holds until the
+		// clock has moved on, not for the whole height.
+		return fmt.Errorf("time %d is ahead of this node's clock %d by more than %s: %w", b.Header.Time, a.s.clock(n), simDrift, ErrTransient)
 	}
 	if h > 1 && a.s.cfg.quorum == 0 {
 		if err := a.s.verifyCommit(h-1, b.Header.Prev, &b.LastCommit); err != nil {
