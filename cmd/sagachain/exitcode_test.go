@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sagachain/sagachain/config"
+	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/taskrt"
 )
 
@@ -57,9 +58,13 @@ func TestExitCodeOfErrors(t *testing.T) {
 
 // The node's default limits are the operation limits of SPEC §1.
 func TestConfigDefaultLimitsAreTaskrts(t *testing.T) {
-	d := config.Default().Limits
-	got := taskrt.Limits{MaxTasks: d.MaxTasks, MaxFileBytes: d.MaxFileBytes, MaxOutputBytes: d.MaxOutputBytes}
+	a := &app{cfg: config.Default()}
+	got := a.limits()
 	if want := taskrt.DefaultLimits(); got != want {
 		t.Errorf("config.Default().Limits = %+v, taskrt.DefaultLimits() = %+v", got, want)
+	}
+	// What the client checks is what the chain's default genesis enforces.
+	if chain, want := ledger.DefaultParams().TaskLimits(), taskrt.DefaultLimits(); chain != want {
+		t.Errorf("ledger.DefaultParams().TaskLimits() = %+v, taskrt.DefaultLimits() = %+v", chain, want)
 	}
 }
