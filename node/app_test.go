@@ -5,9 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/rlp"
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/taskrt"
 )
 
 // TestBuiltHereTrustsOnlyTheBuiltEntries checks the shortcut that spares
@@ -87,5 +89,89 @@ func TestProposedBlocksHoldAtMostMaxBlockEntries(t *testing.T) {
 	}
 	if n.mempool.Len() != 3 {
 		t.Fatalf("mempool holds %d entries, want all 3 until a block commits them", n.mempool.Len())
+	}
+}
+
+// commitAlone commits b as a one-validator network does: the validator's
+// own precommit is the certificate.
+func commitAlone(t *testing.T, n *Node, val *ledger.PrivateKey, b *ledger.Block) {
+	t.Helper()
+	v := ledger.Vote{Type: ledger.Precommit, Height: b.Header.Height, Round: b.Header.Round, BlockHash: b.Hash()}
+	if err := v.Sign(val, n.machine.Genesis().ChainID); err != nil {
+		t.Fatal(err)
+	}
+	c := &ledger.Commit{Height: v.Height, Round: v.Round, BlockHash: v.BlockHash,
+		Signatures: []ledger.CommitSig{{Validator: v.Validator, Signature: v.Signature}}}
+	if _, _, err := n.app.CommitBlock(b, c, nil); err != nil {
+		t.Fatalf("commit block %d: %v", b.Header.Height, err)
+	}
+}
+
+// A task's attestation waiting in the mempool when its deadline passes
+// wins over the timeout: the proposer puts the attestation in the block
+// and no timeout. On a2a74ac the proposer put the due timeout first, so
+// the block timed the task out and rolled the operation back although its
+// attestation had arrived.
+func TestProposerPrefersAnAttestationOverItsTimeout(t *testing.T) {
+	g, cfg, val, user := oneValidator(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	n, err := New(Options{Config: cfg, Genesis: g, Key: val, InMemory: true, Now: func() time.Time { return now },
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.store.Close() })
+	spec, err := taskrt.Load([]byte(`{"name":"late","tasks":[{"id":"a","run":"echo","outputs":["x"],"timeout":"1s"}]}`), nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := json.Marshal(spec) // as the client encodes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &ledger.Submission{Operation: op, Nonce: 1}
+	if err := s.Sign(user, g.ChainID); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := ledger.NewEntry(ledger.KindSubmission, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.queue(sub); err != nil {
+		t.Fatal(err)
+	}
+	b1, err := n.app.ProposeBlock(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAlone(t, n, val, b1)
+
+	a := &ledger.Attestation{Operation: sub.Hash(), Task: "a", Attempts: 1, Output: []byte(`{"x":"a.x"}`)}
+	if err := a.Sign(val, g.ChainID); err != nil {
+		t.Fatal(err)
+	}
+	att, err := ledger.NewEntry(ledger.KindAttestation, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.queue(att); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second) // past the task's deadline
+	b2, err := n.app.ProposeBlock(2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range b2.Entries {
+		kinds = append(kinds, e.Kind.String())
+	}
+	commitAlone(t, n, val, b2)
+	r, err := n.store.Operation(sub.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("block 2 carries %v; operation %s, want completed: the attestation must win over the timeout", kinds, r.Saga.Status)
 	}
 }
