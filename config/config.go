@@ -446,6 +446,11 @@ func (c Config) Validate() error {
 			bad(key, "want a positive number, got %d", v)
 		}
 	}
+	positiveDuration := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "want a positive duration, got %s", d)
+		}
+	}
 	positive("rpc.batch_request_limit", c.RPC.BatchRequestLimit)
 	positive("rpc.batch_response_max_bytes", c.RPC.BatchResponseMaxBytes)
 	positive("rpc.max_response_bytes", c.RPC.MaxResponseBytes)
@@ -466,27 +471,17 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("p2p.peers[%d]", i), "want a multiaddr such as /ip4/127.0.0.1/tcp/26657/p2p/<peer id>, got %q", p)
 		}
 	}
-	if c.P2P.RefusedBackoff <= 0 {
-		bad("p2p.refused_backoff", "want a positive duration, got %s", c.P2P.RefusedBackoff)
-	}
-	if c.P2P.RefusalLogInterval <= 0 {
-		bad("p2p.refusal_log_interval", "want a positive duration, got %s", c.P2P.RefusalLogInterval)
-	}
+	positiveDuration("p2p.refused_backoff", c.P2P.RefusedBackoff)
+	positiveDuration("p2p.refusal_log_interval", c.P2P.RefusalLogInterval)
 	positive("p2p.max_conns_per_peer", c.P2P.MaxConnsPerPeer)
 	if k := c.P2P.PSK; k != "" {
 		if b, err := hex.DecodeString(strings.TrimPrefix(k, "0x")); err != nil || len(b) != 32 {
 			bad("p2p.psk", "want 64 hex digits (32 bytes)")
 		}
 	}
-	if c.Consensus.TimeoutPropose <= 0 {
-		bad("consensus.timeout_propose", "want a positive duration, got %s", c.Consensus.TimeoutPropose)
-	}
-	if c.Consensus.MaxBlockEntries <= 0 {
-		bad("consensus.max_block_entries", "want a positive number, got %d", c.Consensus.MaxBlockEntries)
-	}
-	if c.Consensus.MaxBlockInterval <= 0 {
-		bad("consensus.max_block_interval", "want a positive duration, got %s", c.Consensus.MaxBlockInterval)
-	}
+	positiveDuration("consensus.timeout_propose", c.Consensus.TimeoutPropose)
+	positive("consensus.max_block_entries", c.Consensus.MaxBlockEntries)
+	positiveDuration("consensus.max_block_interval", c.Consensus.MaxBlockInterval)
 	for _, name := range slices.Sorted(maps.Keys(c.Functions)) {
 		if name == "" {
 			bad("functions", "a function name is empty")
@@ -496,24 +491,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("functions.%s%w", name, err))
 		}
 	}
-	if c.Limits.MaxTasks <= 0 {
-		bad("limits.max_tasks", "want a positive number, got %d", c.Limits.MaxTasks)
-	}
-	if c.Limits.MaxFileBytes <= 0 {
-		bad("limits.max_file_bytes", "want a positive number, got %d", c.Limits.MaxFileBytes)
-	}
-	if c.Limits.MaxOutputBytes <= 0 {
-		bad("limits.max_output_bytes", "want a positive number, got %d", c.Limits.MaxOutputBytes)
-	}
-	if c.Limits.MaxAttempts <= 0 {
-		bad("limits.max_attempts", "want a positive number, got %d", c.Limits.MaxAttempts)
-	}
+	positive("limits.max_tasks", c.Limits.MaxTasks)
+	positive("limits.max_file_bytes", c.Limits.MaxFileBytes)
+	positive("limits.max_output_bytes", c.Limits.MaxOutputBytes)
+	positive("limits.max_attempts", c.Limits.MaxAttempts)
 	if c.Limits.MinBackoff <= 0 {
 		bad("limits.min_backoff", "want a positive duration (1ns for practically none), got %s", c.Limits.MinBackoff)
 	}
-	if c.Limits.MaxSleep <= 0 {
-		bad("limits.max_sleep", "want a positive duration, got %s", c.Limits.MaxSleep)
-	}
+	positiveDuration("limits.max_sleep", c.Limits.MaxSleep)
 	if c.Limits.MaxOperationRuleCost == 0 {
 		bad("limits.max_operation_rule_cost", "want a positive number, got 0")
 	}
