@@ -22,13 +22,7 @@ type storeChain struct {
 
 func newStoreChain(t *testing.T) *storeChain {
 	t.Helper()
-	val, user := testKey(t, 1), testKey(t, 2)
-	g := &Genesis{ChainID: "test-chain", Time: 1_000, Validators: []GenesisValidator{NewGenesisValidator(val, "val0")},
-		Submitters: []Address{user.Address()}, Params: DefaultParams()}
-	m, err := NewMachine(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, m, val, user := newTestMachine(t)
 	s := stMemStore(t)
 	if err := s.InitGenesis(g.Hash()); err != nil {
 		t.Fatal(err)

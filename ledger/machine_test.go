@@ -27,6 +27,14 @@ type testChain struct {
 
 func newTestChain(t *testing.T) *testChain {
 	t.Helper()
+	_, m, val, user := newTestMachine(t)
+	return &testChain{t: t, m: m, st: NewMemState(), val: val, user: user, time: 1_000}
+}
+
+// newTestMachine returns the test chains' genesis (one validator, one
+// submitter, time 1,000, default params), its machine and the two keys.
+func newTestMachine(t *testing.T) (*Genesis, *Machine, *PrivateKey, *PrivateKey) {
+	t.Helper()
 	val, user := testKey(t, 1), testKey(t, 2)
 	g := &Genesis{ChainID: "test-chain", Time: 1_000, Validators: []GenesisValidator{NewGenesisValidator(val, "val0")},
 		Submitters: []Address{user.Address()}, Params: DefaultParams()}
@@ -34,8 +42,16 @@ func newTestChain(t *testing.T) *testChain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testChain{t: t, m: m, st: NewMemState(), val: val, user: user, time: 1_000}
+	return g, m, val, user
 }
+
+// slowOp is an operation of one sleep task that times out after 1s.
+const slowOp = `
+name: slow
+defaults: {timeout: 1s}
+tasks:
+  - {id: a, run: sleep, rollback: noop, outputs: [x]}
+`
 
 // block proposes a block holding what can be applied of pending, plus due
 // timeouts, applies it as a validator would, and returns its entries.
@@ -269,12 +285,7 @@ func TestMachineRollsBackOnFailureAndRuleFailure(t *testing.T) {
 
 func TestMachineTimesOutByBlockTime(t *testing.T) {
 	c := newTestChain(t)
-	sub, id := c.submit(`
-name: slow
-defaults: {timeout: 1s}
-tasks:
-  - {id: a, run: sleep, rollback: noop, outputs: [x]}
-`)
+	sub, id := c.submit(slowOp)
 	c.block(10, sub)
 	if due, _ := c.m.DueTimeouts(c.st, Context{Height: 2, Time: c.time + 1000}); len(due) != 0 {
 		t.Fatalf("timeout due at the deadline itself: %d entries", len(due))

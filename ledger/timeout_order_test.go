@@ -14,12 +14,7 @@ import (
 // proposer that puts timeouts first (as node's does) lets the task pass.
 func TestAttestationWinsOverTimeoutInTheSameBlock(t *testing.T) {
 	c := newTestChain(t)
-	sub, id := c.submit(`
-name: slow
-defaults: {timeout: 1s}
-tasks:
-  - {id: a, run: sleep, rollback: noop, outputs: [x]}
-`)
+	sub, id := c.submit(slowOp)
 	c.block(10, sub)
 	ctx := Context{Height: c.height + 1, Time: c.time + 1001}
 	att := c.attestRunning(id, "a", false)
