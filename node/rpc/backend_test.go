@@ -159,6 +159,24 @@ func (b *testBackend) drain() []ledger.Entry {
 
 // commit builds the next block from pending entries and due timeouts,
 // applies it, signs it and its certificate, saves it, and publishes it.
+// commitAnnouncements commits n blocks, each of one announcement of a
+// function named by size bytes: announcements are the cheapest large
+// entries to apply.
+func (b *testBackend) commitAnnouncements(n, size int) {
+	b.t.Helper()
+	for i := range n {
+		a := &ledger.Announcement{Functions: []string{strings.Repeat("x", size)}, Seq: uint64(i + 1)}
+		if err := a.Sign(b.val, testChainID); err != nil {
+			b.t.Fatal(err)
+		}
+		e, err := ledger.NewEntry(ledger.KindAnnouncement, a)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		b.commit(e)
+	}
+}
+
 func (b *testBackend) commit(pending ...ledger.Entry) *ledger.Block {
 	b.t.Helper()
 	p := b.parent()
@@ -325,11 +343,17 @@ func mustJSON(t testing.TB, v any) string {
 	return string(raw)
 }
 
-// serve serves b's endpoint on a real local HTTP server and returns its
-// http:// URL.
+// serve serves b's endpoint with the default limits on a real local HTTP
+// server and returns its http:// URL.
 func serve(t *testing.T, b Backend) string {
 	t.Helper()
-	ep, err := Handler(b, nil, Limits{})
+	return serveWith(t, b, Limits{})
+}
+
+// serveWith is serve with limits other than the defaults.
+func serveWith(t *testing.T, b Backend, lim Limits) string {
+	t.Helper()
+	ep, err := Handler(b, nil, lim)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,18 +144,7 @@ func TestBlocksRefusesABadRange(t *testing.T) {
 func TestBlocksPagesByBytes(t *testing.T) {
 	b := newTestBackend(t)
 	const n = 6
-	for i := range n {
-		// Announcements are the cheapest large entries to apply.
-		a := &ledger.Announcement{Functions: []string{strings.Repeat("x", 10<<10)}, Seq: uint64(i + 1)}
-		if err := a.Sign(b.val, testChainID); err != nil {
-			t.Fatal(err)
-		}
-		e, err := ledger.NewEntry(ledger.KindAnnouncement, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.commit(e)
-	}
+	b.commitAnnouncements(n, 10<<10)
 	api := &API{b: b, pageBytes: 25 << 10}
 	page, err := api.Blocks(1, n)
 	if err != nil {

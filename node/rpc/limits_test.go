@@ -7,28 +7,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	gethrpc "github.com/ethereum/go-ethereum/rpc"
 	"github.com/sagachain/sagachain/ledger"
 )
-
-// serveWith is serve with limits other than the defaults.
-func serveWith(t *testing.T, b Backend, lim Limits) string {
-	t.Helper()
-	ep, err := Handler(b, nil, lim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ep)
-	t.Cleanup(func() {
-		ep.Stop()
-		srv.Close()
-	})
-	return srv.URL
-}
 
 type rpcReply struct {
 	ID     json.RawMessage `json:"id"`
@@ -95,17 +79,7 @@ func TestBatchOverTheLimitIsRefused(t *testing.T) {
 // near the bound however many calls the batch asks for.
 func TestBatchResponseIsBounded(t *testing.T) {
 	b := newTestBackend(t)
-	for i := range 4 {
-		a := &ledger.Announcement{Functions: []string{strings.Repeat("x", 4<<10)}, Seq: uint64(i + 1)}
-		if err := a.Sign(b.val, testChainID); err != nil {
-			t.Fatal(err)
-		}
-		e, err := ledger.NewEntry(ledger.KindAnnouncement, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.commit(e)
-	}
+	b.commitAnnouncements(4, 4<<10)
 	const limit = 64 << 10
 	url := serveWith(t, b, Limits{BatchResponseMaxBytes: limit})
 	raw, replies := postBatch(t, url, DefaultBatchRequestLimit, "sc_blocks", 1, 4)
