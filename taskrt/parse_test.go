@@ -350,6 +350,21 @@ func TestNormalizeObject(t *testing.T) {
 	}
 }
 
+// loadExample loads the example operation file f under the default
+// limits, failing the test if it does not load.
+func loadExample(t *testing.T, f string) *Operation {
+	t.Helper()
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := Load(data, nil, DefaultLimits())
+	if err != nil {
+		t.Fatalf("%s: %v", f, err)
+	}
+	return op
+}
+
 // An example operation printed as YAML by goccy (durations through their
 // text form) or as JSON decodes to the same Operation.
 func TestDecodeRoundTrip(t *testing.T) {
@@ -358,14 +373,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		t.Fatalf("no example operations: %v", err)
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		op, err := Load(data, nil, DefaultLimits())
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+		op := loadExample(t, f)
 		y, err := yaml.Marshal(op)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)

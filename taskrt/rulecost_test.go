@@ -3,7 +3,6 @@ package taskrt
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,14 +24,7 @@ func TestRuleCostOfExamples(t *testing.T) {
 		t.Fatalf("found %d example operations, want at least 7", len(files))
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		op, err := Load(data, nil, DefaultLimits())
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+		op := loadExample(t, f)
 		rules, err := CompileRules(op)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
