@@ -105,10 +105,10 @@ type exportRecord struct {
 // ExportReader reads an export file one height at a time, so a chain of
 // any length is verified in constant memory.
 type ExportReader struct {
-	// prevResults is the stored results root of the last record read,
-	// which the next block's header must carry.
+	// prevResults is the stored results root of the last record read:
+	// the next block's header must carry it, and Blocks' Results reports
+	// it.
 	prevResults Hash
-	last        Hash // stored results root of the record Next returned last
 	in          *countingReader
 	stream      *rlp.Stream
 	genesis     *Genesis
@@ -203,7 +203,7 @@ func (x *ExportReader) Next() (*Block, *Commit, Hash, error) {
 			h-1, x.prevResults.Hex(), h, rec.Block.Header.ResultsRoot.Hex())
 		return nil, nil, Hash{}, x.err
 	}
-	x.prevResults, x.last = rec.Results, rec.Results
+	x.prevResults = rec.Results
 	x.next++
 	return rec.Block, rec.Commit, rec.Results, nil
 }
@@ -220,7 +220,7 @@ func (e exportBlocks) Next() (*Block, *Commit, error) {
 	return b, c, err
 }
 
-func (e exportBlocks) Results() (Hash, error) { return e.x.last, nil }
+func (e exportBlocks) Results() (Hash, error) { return e.x.prevResults, nil }
 
 // eofUnexpected turns a clean end of input, where a value must follow, into
 // io.ErrUnexpectedEOF.
