@@ -111,7 +111,7 @@ func TestNodeSpreadsCostlyAttestationsOverBlocks(t *testing.T) {
 	if attested != 4 {
 		t.Errorf("%d attestations committed, want 4", attested)
 	}
-	if _, err := ledger.VerifyChain(tn.Genesis(), &storeSource{s: tn.store}); err != nil {
+	if _, err := ledger.VerifyChain(tn.Genesis(), ledger.StoreSource(tn.store)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -244,7 +244,7 @@ func TestNetworkOfFourRunsOperations(t *testing.T) {
 		if b.Hash() != mustBlock(t, nodes[0], head).Hash() {
 			t.Fatalf("node %d has a different block %d", i, head)
 		}
-		if _, err := ledger.VerifyChain(tn.Genesis(), &storeSource{s: tn.store}); err != nil {
+		if _, err := ledger.VerifyChain(tn.Genesis(), ledger.StoreSource(tn.store)); err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
 	}
@@ -269,7 +269,7 @@ func TestObserverFollowsTheChain(t *testing.T) {
 	if r := obs.wait(t, id); r.Saga.Status != taskrt.OpCompleted {
 		t.Fatalf("observer sees %s, want completed", r.Saga.Status)
 	}
-	if _, err := ledger.VerifyChain(obs.Genesis(), &storeSource{s: obs.store}); err != nil {
+	if _, err := ledger.VerifyChain(obs.Genesis(), ledger.StoreSource(obs.store)); err != nil {
 		t.Fatalf("observer's chain: %v", err)
 	}
 	if obs.isValidator() || obs.driver == nil {

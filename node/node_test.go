@@ -162,7 +162,7 @@ func TestNodeRunsOperationsToTheirEnd(t *testing.T) {
 	}
 	// What the node committed verifies from genesis alone.
 	head, _ := tn.store.Head()
-	rep, err := ledger.VerifyChain(tn.Genesis(), &storeSource{s: tn.store})
+	rep, err := ledger.VerifyChain(tn.Genesis(), ledger.StoreSource(tn.store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,26 +188,4 @@ func TestNodeResumesAfterRestart(t *testing.T) {
 	if r := tn.wait(t, id2); r.Saga.Status != taskrt.OpCompleted {
 		t.Fatalf("after restart: %s, want completed", r.Saga.Status)
 	}
-}
-
-type storeSource struct {
-	s ledger.Store
-	h uint64
-}
-
-func (s *storeSource) Next() (*ledger.Block, *ledger.Commit, error) {
-	head, err := s.s.Head()
-	if err != nil {
-		return nil, nil, err
-	}
-	if s.h >= head {
-		return nil, nil, io.EOF
-	}
-	s.h++
-	b, err := s.s.Block(s.h)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := s.s.Commit(s.h)
-	return b, c, err
 }
