@@ -139,11 +139,12 @@ func (m *Mempool) Has(h ledger.Hash) bool {
 // entry a peer relays again.
 func (m *Mempool) Known(h ledger.Hash) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.entries[h]; ok {
-		return true
-	}
-	return m.committed != nil && m.committed(h)
+	_, queued := m.entries[h]
+	committed := m.committed
+	m.mu.Unlock()
+	// The store is read outside the lock: gossip validates messages
+	// concurrently, and one entry's read need not hold up the others.
+	return queued || (committed != nil && committed(h))
 }
 
 // Remove drops entries, once committed or found stale.
