@@ -101,10 +101,16 @@ func (g *allowList) trust(addrs []ma.Multiaddr) {
 	defer g.mu.Unlock()
 	for _, a := range addrs {
 		if ip, ok := ipOf(a); ok {
-			g.goodIPs[ip] = struct{}{}
-			delete(g.badIPs, ip)
+			g.markGood(ip)
 		}
 	}
+}
+
+// markGood records ip as an allowed peer's, never refused at accept.
+// g.mu is held.
+func (g *allowList) markGood(ip netip.Addr) {
+	g.goodIPs[ip] = struct{}{}
+	delete(g.badIPs, ip)
 }
 
 // ipOf returns the IP a multiaddr starts with; a DNS name or another
@@ -170,8 +176,7 @@ func (g *allowList) InterceptSecured(dir network.Direction, p peer.ID, addrs net
 	if g.allowed(p) {
 		if hasIP {
 			g.mu.Lock()
-			g.goodIPs[ip] = struct{}{}
-			delete(g.badIPs, ip)
+			g.markGood(ip)
 			g.mu.Unlock()
 		}
 		return true
