@@ -405,9 +405,8 @@ func TestSimAdversaries(t *testing.T) {
 				seeds := simSeedList(simSeedsFor(max(1, seedCount()/8), n))
 				stats := runSims(t, cfg, seeds)
 				logStats(t, len(seeds), stats, started)
-				attacks, refused := 0, 0
+				attacks, refused := attacksOf(stats)[c.kind], 0
 				for _, st := range stats {
-					attacks += st.attacks[c.kind]
 					refused += st.refused
 				}
 				if attacks == 0 {
@@ -430,12 +429,7 @@ func TestSimAdversaries(t *testing.T) {
 			seeds := simSeedList(simSeedsFor(max(1, seedCount()/4), n))
 			stats := runSims(t, cfg, seeds)
 			logStats(t, len(seeds), stats, started)
-			var attacks [advKinds]int
-			for _, st := range stats {
-				for k := range attacks {
-					attacks[k] += st.attacks[k]
-				}
-			}
+			attacks := attacksOf(stats)
 			for k := range advTamper {
 				if advAll&(1<<k) != 0 && attacks[k] == 0 && len(seeds) >= 10 {
 					t.Fatalf("no %s in %d seeds of random mixes", advNames[k], len(seeds))
@@ -472,11 +466,7 @@ func TestSimTamperedRelay(t *testing.T) {
 			seeds := simSeedList(simSeedsFor(max(1, seedCount()/10), n))
 			stats := runSims(t, cfg, seeds)
 			logStats(t, len(seeds), stats, started)
-			tampered := 0
-			for _, st := range stats {
-				tampered += st.attacks[advTamper]
-			}
-			if tampered == 0 {
+			if attacksOf(stats)[advTamper] == 0 {
 				t.Fatalf("the relay tampered with nothing in %d seeds", len(seeds))
 			}
 		})
@@ -530,13 +520,20 @@ func TestSimClockEdgeProposal(t *testing.T) {
 			seeds := simSeedList(simSeedsFor(seedCount(), n))
 			stats := runSims(t, cfg, seeds)
 			logStats(t, len(seeds), stats, started)
-			edges := 0
-			for _, st := range stats {
-				edges += st.attacks[advEdgeTime]
-			}
-			if edges == 0 {
+			if attacksOf(stats)[advEdgeTime] == 0 {
 				t.Fatalf("no block at the clock's edge in %d seeds", len(seeds))
 			}
 		})
 	}
+}
+
+// attacksOf sums the attacks of each kind over the simulations of stats.
+func attacksOf(stats []simStats) [advKinds]int {
+	var n [advKinds]int
+	for _, st := range stats {
+		for k := range n {
+			n[k] += st.attacks[k]
+		}
+	}
+	return n
 }
