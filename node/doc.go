@@ -8,4 +8,10 @@
 // it committed (tasks released to it and not attested run again with the
 // same idempotency key), and acknowledges a submission only once a
 // committed block holds it.
+//
+// Work is bounded where it enters: the mempool and gossip drop entries a
+// committed block already carries, gossip refuses a proposal whose body is
+// not its header's before relaying it, the executor keeps each attestation
+// batch within the chain's per-block rule budget, and the rpc.* limits of
+// the configuration reach the JSON-RPC endpoint.
 package node

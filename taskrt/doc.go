@@ -10,5 +10,12 @@
 // type, so an operation rolls back in exactly the same order whether it runs
 // in one process or on a network.
 //
+// [Limits] bound what one operation may hold and what work it may make
+// every node do: [Operation.Check] refuses retries over max_attempts or
+// under min_backoff and sleeps over max_sleep, and [CheckRuleCost] refuses
+// an operation whose rules may cost more, by cel-go's estimate, than
+// max_operation_rule_cost together, since every node evaluates every rule.
+// Zero work limits take their defaults, so no caller runs without a bound.
+//
 // taskrt imports no other package of this module.
 package taskrt
