@@ -16,8 +16,9 @@ import (
 // function's error, an output, a name) can neither drive the terminal nor
 // fake a line of its own. Printable Unicode (✓ ▶ é …) is kept.
 //
-// The JSON output needs none of this: encoding/json escapes control
-// characters itself and keeps the exact strings.
+// The JSON output is not passed through printable, as it must keep the
+// exact strings: encoding/json escapes the C0 controls itself, and
+// escapeJSON the characters it leaves raw.
 func printable(s string) string { return escape(s, false) }
 
 // printableText is printable for text of several lines composed by the
