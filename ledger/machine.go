@@ -98,7 +98,8 @@ func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
 //
 // A block whose store writes (see BlockWrites) are over
 // params.max_block_write_bytes is invalid, with ErrBlockFull, unless it
-// carries a single entry besides what that entry derives.
+// carries a single entry besides what that entry derives, and that entry
+// is not an attestation batch of several items (ErrBatchTooBig).
 func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
 	out := &Applied{}
 	attested := attestedIn(entries)
@@ -141,6 +142,8 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 	}
 	if budget := m.genesis.Params.BlockWriteBytes(); n > budget && submitted > 1 {
 		return nil, fmt.Errorf("%w: the block's %d entries write %d bytes, the limit is %d (max_block_write_bytes)", ErrBlockFull, submitted, n, budget)
+	} else if n > budget && len(entries) > 0 && multiBatch(entries[0]) {
+		return nil, &EntryError{Index: 0, Kind: entries[0].Kind, Err: fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes)", ErrBatchTooBig, n, budget)}
 	}
 	return out, nil
 }
@@ -222,14 +225,21 @@ func (m *Machine) try(st *Overlay, ctx Context, e Entry, out *Applied, measure b
 	if err != nil {
 		return nil, err
 	}
-	if measure {
+	// A batch is measured in Check too: one over the budget alone never
+	// fits, and the mempool must not keep it.
+	if batch := multiBatch(e); measure || batch {
 		all := append([]Entry{e}, derived...)
 		if err := child.measure(all); err != nil {
 			return nil, err
 		}
-		if before, n := st.w.count, child.w.total(); before > 0 && n > m.genesis.Params.BlockWriteBytes() {
+		budget := m.genesis.Params.BlockWriteBytes()
+		switch n := child.w.total(); {
+		case n <= budget:
+		case st.w.count > 0:
 			return nil, fmt.Errorf("%w: with this %s the block would write %d bytes, the limit is %d (max_block_write_bytes)",
-				ErrBlockFull, e.Kind, n, m.genesis.Params.BlockWriteBytes())
+				ErrBlockFull, e.Kind, n, budget)
+		case batch:
+			return nil, fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes); an executor must split it", ErrBatchTooBig, n, budget)
 		}
 	}
 	st.Absorb(child)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/ethereum/go-ethereum/rlp"
 )
 
 // The block write budget (params.max_block_write_bytes). Committing a block
@@ -56,6 +58,37 @@ const (
 // so a proposer leaves it waiting, while a block that carries it is
 // invalid. A block that holds nothing yet takes any one entry.
 var ErrBlockFull = errors.New("the block's store write budget is spent")
+
+// ErrBatchTooBig refuses an attestation batch whose store writes alone are
+// over params.max_block_write_bytes. A single entry over the budget is
+// taken by an empty block, but a batch rewrites the record of every
+// operation its items attest, so one batch could make a block no store
+// can write; it is signed as one and cannot be taken in parts, so it is
+// invalid and never fits: an executor splits its batches to stay within
+// the budget (see RecordWriteCost).
+var ErrBatchTooBig = errors.New("the attestation batch writes more than a block may")
+
+// RecordWriteCost returns what writing r costs a block, as the write
+// budget counts it: what an executor adds up, per operation its batch
+// attests, to keep the batch within max_block_write_bytes. A record the
+// store could not keep costs the whole budget.
+func (m *Machine) RecordWriteCost(r *OpRecord) uint64 {
+	n, err := recordWriteCost(r)
+	if err != nil {
+		return m.genesis.Params.BlockWriteBytes()
+	}
+	return n
+}
+
+// multiBatch reports whether e is an attestation batch of more than one
+// item.
+func multiBatch(e Entry) bool {
+	if e.Kind != KindAttestations {
+		return false
+	}
+	var b AttestationBatch
+	return rlp.DecodeBytes(e.Body, &b) == nil && len(b.Items) > 1
+}
 
 // recordWriteCost is what writing r costs the block: its stored encoding
 // under its key, and its index writes.

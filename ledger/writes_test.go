@@ -209,3 +209,56 @@ func TestStoreRefusesAWriteBudgetItCannotHold(t *testing.T) {
 		t.Errorf("a 2 TiB budget: %v, want a refusal naming max_block_write_bytes", err)
 	}
 }
+
+// An attestation batch rewrites the record of every operation it attests,
+// so a block of one batch could write more than any store holds: a batch
+// over the budget alone is invalid and never fits (Check refuses it, so
+// the mempool does not keep it), while a smaller one is taken.
+func TestBlockWriteBudgetBatches(t *testing.T) {
+	c := newTestChain(t)
+	var subs []Entry
+	for i := range 8 {
+		c.height = uint64(i)
+		subs = append(subs, c.rawSubmission(paddedOp(t, i, 50_000)))
+	}
+	c.height = 0
+	c.block(10, subs...)
+	var atts []Entry
+	for _, s := range subs {
+		atts = append(atts, c.attest(s.Hash(), c.val, ok)...)
+	}
+	if len(atts) != 8 {
+		t.Fatalf("%d attestations, want 8", len(atts))
+	}
+	const budget = 300_000
+	c.m.genesis.Params.MaxBlockWriteBytes = budget
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+	big := batchOf(t, c.val, atts) // eight ~50 KB records
+	if err := c.m.Check(c.st, ctx, big); !errors.Is(err, ErrBatchTooBig) || !strings.Contains(err.Error(), "(max_block_write_bytes)") {
+		t.Errorf("Check of a batch over the budget alone: %v, want ErrBatchTooBig naming max_block_write_bytes", err)
+	}
+	c.m.genesis.Params.MaxBlockWriteBytes = 0
+	_, in, errs := c.propose(ctx, []Entry{big})
+	c.m.genesis.Params.MaxBlockWriteBytes = budget
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if _, err := c.m.ApplyEntries(NewOverlay(c.st), ctx, in); !errors.Is(err, ErrBatchTooBig) {
+		t.Errorf("a block of that batch alone: %v, want ErrBatchTooBig", err)
+	}
+	// Halves fit, one block each.
+	for _, half := range [][]Entry{atts[:4], atts[4:]} {
+		ctx := Context{Height: c.height + 1, Time: c.time + 10}
+		_, in, errs := c.propose(ctx, []Entry{batchOf(t, c.val, half)})
+		if len(errs) > 0 {
+			t.Fatalf("a batch of four: %v", errs)
+		}
+		c.apply(ctx, in)
+		c.height, c.time = ctx.Height, ctx.Time
+	}
+	for _, s := range subs {
+		if st := c.op(s.Hash()).Saga.Status; st != taskrt.OpCompleted {
+			t.Errorf("operation %s, want completed", st)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,35 @@ func TestLargeTimeoutsSpreadOverBlocks(t *testing.T) {
 				t.Errorf("node %d: operation %s is %s, want it ended by its timeout", i, id.TerminalString(), r.Saga.Status)
 			}
 		}
+	}
+}
+
+// A batch whose store writes alone are over max_block_write_bytes is
+// invalid (it rewrites every record it attests), so the executor keeps a
+// batch within half the budget by its records' sizes, each operation's
+// once; an attestation whose record alone is bigger goes alone.
+func TestExecutorSplitsBatchesByRecordWrites(t *testing.T) {
+	x, sub, val := testExecutor(t)
+	half := x.machine.Genesis().Params.BlockWriteBytes() / 2
+	x.linger = time.Hour
+	type run struct {
+		op     byte
+		writes uint64
+	}
+	runs := []run{{1, half / 2}, {1, half / 2}, {2, half / 3}, {3, half + 1}, {4, 10}, {5, half / 2}}
+	x.inflight = len(runs)
+	for i, r := range runs {
+		a := attestation(fmt.Sprintf("t%d", i))
+		a.Operation = ledger.Hash{r.op}
+		x.finishCosts(a, 0, r.writes)
+	}
+	var sizes []int
+	for _, e := range sub.all() {
+		sizes = append(sizes, len(decodeAttestations(t, e, val)))
+	}
+	// t0 and t1 share a record, t2 joins them; t3 cannot join and is
+	// alone; t4 and t5 fit together.
+	if want := []int{3, 1, 2}; !slices.Equal(sizes, want) {
+		t.Errorf("entries of %v attestations, want %v", sizes, want)
 	}
 }
