@@ -140,6 +140,10 @@ type Overlay struct {
 	// overlays this one was made over, now and when it was made.
 	sizes map[Hash]uint64
 	w, w0 writeTally
+	// enc holds the stored encodings of the records as last measured,
+	// which is as the block leaves them: the store writes them as they
+	// are instead of encoding each record again.
+	enc map[Hash][]byte
 }
 
 // writeTally is the running measure of a block's store writes.
@@ -183,15 +187,28 @@ func (o *Overlay) sizeOf(id Hash) (uint64, bool) {
 	return 0, false
 }
 
+func (o *Overlay) keepEncoded(id Hash, v []byte) {
+	if o.enc == nil {
+		o.enc = make(map[Hash][]byte)
+	}
+	o.enc[id] = v
+}
+
+// Encoded returns the stored encodings of the records Changes returns, by
+// id, as the write budget measured them after the block's last entry;
+// records it did not measure are missing. BlockWrite.Encoded takes it.
+func (o *Overlay) Encoded() map[Hash][]byte { return o.enc }
+
 // measure brings o's write tally up to date with the records and
 // announcements o holds and the entries just applied in it: entries are
 // the entry applied and the records it derived.
 func (o *Overlay) measure(entries []Entry) error {
 	for id, r := range o.ops {
-		n, err := recordWriteCost(r)
+		n, v, err := encodeRecordCost(r)
 		if err != nil {
 			return err
 		}
+		o.keepEncoded(id, v)
 		old, _ := o.sizeOf(id)
 		if o.sizes == nil {
 			o.sizes = make(map[Hash]uint64)
@@ -296,6 +313,9 @@ func (o *Overlay) Absorb(child *Overlay) {
 			o.sizes = make(map[Hash]uint64)
 		}
 		o.sizes[id] = n
+	}
+	for id, v := range child.enc {
+		o.keepEncoded(id, v)
 	}
 	o.w.records += child.w.records - child.w0.records
 	o.w.entries += child.w.entries - child.w0.entries

@@ -626,6 +626,10 @@ type BlockWrite struct {
 	// EntryHashes, when non-nil, are the hashes of the block's entries in
 	// order, as EntryHashes gives them, for a caller that has them already.
 	EntryHashes []Hash
+	// Encoded, when non-nil, holds stored encodings of Ops by id, as the
+	// block write budget measured them (Overlay.Encoded): they are written
+	// as they are; a record missing from it is encoded here.
+	Encoded map[Hash][]byte
 }
 
 // SaveBlock implements Store: everything goes into one badger transaction,
@@ -696,7 +700,10 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 			}
 		}
 		for _, r := range ops {
-			if err := putOp(txn, r); err != nil {
+			if r == nil {
+				return errors.New("nil operation record")
+			}
+			if err := putOp(txn, r, w.Encoded[r.ID]); err != nil {
 				return err
 			}
 		}
@@ -738,15 +745,17 @@ func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
 	return txn.Set(k, v)
 }
 
-// putOp writes one operation record and moves it between the status and
-// active indexes.
-func putOp(txn *badger.Txn, r *OpRecord) error {
+// putOp writes one operation record, encoded as v (nil: encoded here),
+// and moves it between the status and active indexes.
+func putOp(txn *badger.Txn, r *OpRecord, v []byte) error {
 	if r == nil {
 		return errors.New("nil operation record")
 	}
-	v, err := encodeOpRecord(r)
-	if err != nil {
-		return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
+	if v == nil {
+		var err error
+		if v, err = encodeOpRecord(r); err != nil {
+			return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
+		}
 	}
 	k := hashKey(prefixOp, r.ID)
 	item, err := txn.Get(k)

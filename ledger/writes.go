@@ -93,13 +93,20 @@ func multiBatch(e Entry) bool {
 // recordWriteCost is what writing r costs the block: its stored encoding
 // under its key, and its index writes.
 func recordWriteCost(r *OpRecord) (uint64, error) {
+	n, _, err := encodeRecordCost(r)
+	return n, err
+}
+
+// encodeRecordCost is recordWriteCost with the encoding it measured,
+// which the store can write as it is.
+func encodeRecordCost(r *OpRecord) (uint64, []byte, error) {
 	v, err := encodeOpRecord(r)
 	if err != nil {
 		// The store could not keep it: an entry that leads here is
 		// refused, and a block that carries it is invalid.
-		return 0, fmt.Errorf("operation %s: record cannot be stored: %w", r.ID.Hex(), err)
+		return 0, nil, fmt.Errorf("operation %s: record cannot be stored: %w", r.ID.Hex(), err)
 	}
-	return uint64(len(v)) + 33 + writeOverhead + recordWrites*(indexKeyBound+writeOverhead), nil
+	return uint64(len(v)) + 33 + writeOverhead + recordWrites*(indexKeyBound+writeOverhead), v, nil
 }
 
 // hostsWriteCost is what writing the announcements costs the block.
@@ -135,14 +142,16 @@ func WriteReserve(n int) uint64 {
 
 // BlockWrites measures what committing a block whose entries were applied
 // to st writes to the store, as the write budget counts it: st's records
-// and announcements, as they are after the block, and entries.
+// and announcements, as they are after the block, and entries. st keeps
+// the records' encodings for the store (see Overlay.Encoded).
 func BlockWrites(st *Overlay, entries []Entry) (uint64, error) {
 	n := uint64(blockWriteBase)
-	for _, r := range st.ops {
-		c, err := recordWriteCost(r)
+	for id, r := range st.ops {
+		c, v, err := encodeRecordCost(r)
 		if err != nil {
 			return 0, err
 		}
+		st.keepEncoded(id, v)
 		n += c
 	}
 	if st.hosts != nil {

@@ -161,6 +161,9 @@ func TestBlockWritesMeasureTheStoredRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := ov.Encoded()[r.ID]; string(got) != string(v) {
+		t.Error("the encoding kept for the store is not the record's")
+	}
 	want := uint64(blockWriteBase) + uint64(len(v)) + 33 + writeOverhead + recordWrites*(indexKeyBound+writeOverhead)
 	for _, e := range in {
 		want += uint64(len(e.Body)) + entryFraming + entryIndexWrite

@@ -297,7 +297,7 @@ func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []by
 	ops, hosts := ap.overlay.Changes()
 	hashes := ledger.EntryHashes(b.Entries)
 	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState,
-		EntryHashes: hashes}
+		EntryHashes: hashes, Encoded: ap.overlay.Encoded()}
 	if err := a.store.SaveBlock(w); err != nil {
 		return nil, nil, fmt.Errorf("commit block %d: %w", b.Header.Height, err)
 	}

@@ -71,14 +71,23 @@ func (x *Executor) Consider(ops []*ledger.OpRecord) {
 	defer x.finish(nil)
 	me := x.key.Address()
 	for _, r := range ops {
+		// What rewriting r costs a block, measured once for all of its
+		// tasks this node starts (encoding a record is not free).
+		var writes uint64
+		recordWrites := func() uint64 {
+			if writes == 0 {
+				writes = x.machine.RecordWriteCost(r)
+			}
+			return writes
+		}
 		for i, ts := range r.Saga.Tasks {
 			tr := r.Tasks[i]
 			run := ts.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0
 			switch {
 			case ts.Undoing && tr.RollbackExecutor == me:
-				x.start(r, i, true)
+				x.start(r, i, true, recordWrites)
 			case run && tr.Executor == me:
-				x.start(r, i, false)
+				x.start(r, i, false, recordWrites)
 			}
 			x.forget(r, i, run, ts.Undoing)
 		}
@@ -106,7 +115,7 @@ func (x *Executor) forget(r *ledger.OpRecord, i int, running, undoing bool) {
 	}
 }
 
-func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
+func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool, recordWrites func() uint64) {
 	op, plan, err := x.machine.Compiled(r)
 	if err != nil {
 		x.log.Error("cannot plan a recorded operation", "op", r.ID, "err", err)
@@ -147,7 +156,7 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 	}
 	// And what rewriting its record costs the block, for flush to keep a
 	// batch within max_block_write_bytes.
-	writes := x.machine.RecordWriteCost(r)
+	writes := recordWrites()
 	x.wg.Add(1)
 	x.mu.Lock()
 	x.inflight++
