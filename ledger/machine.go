@@ -208,7 +208,8 @@ func (e *EntryError) Unwrap() error { return e.Err }
 // Try also keeps the block's write budget (params.max_block_write_bytes):
 // it measures what st's block writes with e (see BlockWrites) and refuses
 // e with ErrBlockFull when that would be over the budget, unless st's
-// block holds no entry yet, so one entry always fits.
+// block holds no entry yet, so one entry always fits; an attestation batch
+// of several items over the budget alone never fits (ErrBatchTooBig).
 func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
 	return m.try(st, ctx, e, out, true)
 }
