@@ -99,7 +99,8 @@ func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
 // A block whose store writes (see BlockWrites) are over
 // params.max_block_write_bytes is invalid, with ErrBlockFull, unless it
 // carries a single entry besides what that entry derives, and that entry
-// is not an attestation batch of several items (ErrBatchTooBig).
+// is not an attestation batch of several items attesting several
+// operations (ErrBatchTooBig).
 func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
 	out := &Applied{}
 	attested := attestedIn(entries)
@@ -142,7 +143,7 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 	}
 	if budget := m.genesis.Params.BlockWriteBytes(); n > budget && submitted > 1 {
 		return nil, fmt.Errorf("%w: the block's %d entries write %d bytes, the limit is %d (max_block_write_bytes)", ErrBlockFull, submitted, n, budget)
-	} else if n > budget && len(entries) > 0 && multiBatch(entries[0]) {
+	} else if n > budget && len(entries) > 0 && len(st.ops) > 1 && multiBatch(entries[0]) {
 		return nil, &EntryError{Index: 0, Kind: entries[0].Kind, Err: fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes)", ErrBatchTooBig, n, budget)}
 	}
 	return out, nil
@@ -209,7 +210,8 @@ func (e *EntryError) Unwrap() error { return e.Err }
 // it measures what st's block writes with e (see BlockWrites) and refuses
 // e with ErrBlockFull when that would be over the budget, unless st's
 // block holds no entry yet, so one entry always fits; an attestation batch
-// of several items over the budget alone never fits (ErrBatchTooBig).
+// of several items and operations over the budget alone never fits
+// (ErrBatchTooBig).
 func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
 	return m.try(st, ctx, e, out, true)
 }
@@ -239,7 +241,7 @@ func (m *Machine) try(st *Overlay, ctx Context, e Entry, out *Applied, measure b
 		case st.w.count > 0:
 			return nil, fmt.Errorf("%w: with this %s the block would write %d bytes, the limit is %d (max_block_write_bytes)",
 				ErrBlockFull, e.Kind, n, budget)
-		case batch:
+		case batch && len(child.ops) > 1:
 			return nil, fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes); an executor must split it", ErrBatchTooBig, n, budget)
 		}
 	}

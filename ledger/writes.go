@@ -60,12 +60,16 @@ const (
 var ErrBlockFull = errors.New("the block's store write budget is spent")
 
 // ErrBatchTooBig refuses an attestation batch whose store writes alone are
-// over params.max_block_write_bytes. A single entry over the budget is
-// taken by an empty block, but a batch rewrites the record of every
-// operation its items attest, so one batch could make a block no store
-// can write; it is signed as one and cannot be taken in parts, so it is
-// invalid and never fits: an executor splits its batches to stay within
-// the budget (see RecordWriteCost).
+// over params.max_block_write_bytes and that attests more than one
+// operation. A single entry over the budget is taken by an empty block,
+// but a batch rewrites the record of every operation its items attest, so
+// one batch could make a block no store can write; it is signed as one
+// and cannot be taken in parts, so it is invalid and never fits: an
+// executor splits its batches to stay within the budget (see
+// RecordWriteCost). A batch of one operation's tasks writes one record,
+// as any single entry does, and is taken alone however big the record:
+// badger keeps a value of 1 MiB or more in its value log, counted as a
+// pointer, so one record does not make a transaction too big.
 var ErrBatchTooBig = errors.New("the attestation batch writes more than a block may")
 
 // RecordWriteCost returns what writing r costs a block, as the write

@@ -215,8 +215,10 @@ func TestStoreRefusesAWriteBudgetItCannotHold(t *testing.T) {
 
 // An attestation batch rewrites the record of every operation it attests,
 // so a block of one batch could write more than any store holds: a batch
-// over the budget alone is invalid and never fits (Check refuses it, so
-// the mempool does not keep it), while a smaller one is taken.
+// of several operations over the budget alone is invalid and never fits
+// (Check refuses it, so the mempool does not keep it), while a smaller one
+// is taken, and so is a batch of one operation's tasks, which writes one
+// record as a single entry does.
 func TestBlockWriteBudgetBatches(t *testing.T) {
 	c := newTestChain(t)
 	var subs []Entry
@@ -263,5 +265,48 @@ func TestBlockWriteBudgetBatches(t *testing.T) {
 		if st := c.op(s.Hash()).Saga.Status; st != taskrt.OpCompleted {
 			t.Errorf("operation %s, want completed", st)
 		}
+	}
+}
+
+// twinOp is paddedOp with two tasks that run together.
+func twinOp(t *testing.T, size int) string {
+	t.Helper()
+	raw, err := json.Marshal(map[string]any{"name": "twins", "tasks": []any{
+		map[string]any{"id": "a", "run": "noop", "params": map[string]any{"pad": strings.Repeat("x", size)}},
+		map[string]any{"id": "b", "run": "noop"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := taskrt.Load(raw, nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err = json.Marshal(op); err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
+
+func TestBlockWriteBudgetBatchOfOneOperation(t *testing.T) {
+	c := newTestChain(t)
+	sub := c.rawSubmission(twinOp(t, 50_000))
+	c.block(10, sub)
+	atts := c.attest(sub.Hash(), c.val, ok)
+	if len(atts) != 2 {
+		t.Fatalf("%d attestations, want 2", len(atts))
+	}
+	c.m.genesis.Params.MaxBlockWriteBytes = 1_000 // far below the record
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+	batch := batchOf(t, c.val, atts)
+	if err := c.m.Check(c.st, ctx, batch); err != nil {
+		t.Fatalf("Check of a batch of one operation: %v", err)
+	}
+	_, in, errs := c.propose(ctx, []Entry{batch})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	c.apply(ctx, in) // valid alone
+	if st := c.op(sub.Hash()).Saga.Status; st != taskrt.OpCompleted {
+		t.Errorf("operation %s, want completed", st)
 	}
 }
