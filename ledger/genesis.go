@@ -92,6 +92,25 @@ type Params struct {
 	// MaxBlockRuleCost is the CEL cost of rule evaluations after which a
 	// block takes no more attestations (default 5,000,000).
 	MaxBlockRuleCost uint64 `json:"max_block_rule_cost,omitempty"`
+	// MaxBlockWriteBytes bounds what committing a block writes to the
+	// store, as BlockWrites measures it (default 6 MiB; see
+	// DefaultMaxBlockWriteBytes).
+	MaxBlockWriteBytes uint64 `json:"max_block_write_bytes,omitempty"`
+}
+
+// DefaultMaxBlockWriteBytes is the default of params.max_block_write_bytes:
+// 6 MiB, well under the 9.6 MiB badger writes in one transaction with the
+// store's 64 MiB memtable (15% of it), leaving room for what the budget
+// does not count (the certificate and the consensus record; see
+// WriteReserve).
+const DefaultMaxBlockWriteBytes = 6 << 20
+
+// BlockWriteBytes returns params.max_block_write_bytes, or its default.
+func (p Params) BlockWriteBytes() uint64 {
+	if p.MaxBlockWriteBytes == 0 {
+		return DefaultMaxBlockWriteBytes
+	}
+	return p.MaxBlockWriteBytes
 }
 
 // DefaultMaxBlockRuleCost is the default of params.max_block_rule_cost:
@@ -108,6 +127,12 @@ func (p Params) BlockRuleCost() uint64 {
 	}
 	return p.MaxBlockRuleCost
 }
+
+// maxBlockWriteBytes bounds params.max_block_write_bytes far above what
+// any store writes in one transaction, so that sums of it never overflow;
+// a node refuses at startup a budget its store cannot write (see
+// BadgerStore.CheckWriteBudget).
+const maxBlockWriteBytes = 1 << 40
 
 // maxLimitMS bounds the millisecond params, so that they convert to a
 // time.Duration without overflow (about 106 days).
@@ -126,7 +151,7 @@ func DefaultParams() Params {
 		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000,
 		MaxAttempts: taskrt.DefaultMaxAttempts, MinBackoffMS: uint64(taskrt.DefaultMinBackoff.Milliseconds()),
 		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost,
-		MaxBlockRuleCost: DefaultMaxBlockRuleCost}
+		MaxBlockRuleCost: DefaultMaxBlockRuleCost, MaxBlockWriteBytes: DefaultMaxBlockWriteBytes}
 }
 
 var chainIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
@@ -179,6 +204,9 @@ func (g *Genesis) Validate() error {
 	}
 	if p.MaxAttempts < 0 {
 		return fmt.Errorf("genesis params.max_attempts: must not be negative (0 for the default of %d), got %d", taskrt.DefaultMaxAttempts, p.MaxAttempts)
+	}
+	if p.MaxBlockWriteBytes > maxBlockWriteBytes {
+		return fmt.Errorf("genesis params.max_block_write_bytes: at most %d, got %d", uint64(maxBlockWriteBytes), p.MaxBlockWriteBytes)
 	}
 	for _, f := range []struct {
 		name string

@@ -95,9 +95,16 @@ func (a *Applied) Root() Hash { return MerkleRoot(a.Results) }
 // invalid, so an executor whose attestation made it into the block in
 // time is never timed out by it (DueTimeoutsFor is how a proposer
 // complies).
+//
+// A block whose store writes (see BlockWrites) are over
+// params.max_block_write_bytes is invalid, with ErrBlockFull, unless it
+// carries a single entry besides what that entry derives, and that entry
+// is not an attestation batch of several items attesting several
+// operations (ErrBatchTooBig).
 func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Applied, error) {
 	out := &Applied{}
 	attested := attestedIn(entries)
+	submitted := 0
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
 		if e.Kind.Derived() {
@@ -124,6 +131,20 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 				return nil, &EntryError{Index: i, Kind: got.Kind, Err: fmt.Errorf("differs from the %s the state machine derives from entry %d", d.Kind, cause)}
 			}
 		}
+		submitted++
+	}
+	// Measured once, after the whole block: what the store will write. A
+	// proposer's Try refused every entry after the first that would have
+	// put its block over, so an honest block is within the budget or
+	// holds one entry.
+	n, err := BlockWrites(st, entries)
+	if err != nil {
+		return nil, err
+	}
+	if budget := m.genesis.Params.BlockWriteBytes(); n > budget && submitted > 1 {
+		return nil, fmt.Errorf("%w: the block's %d entries write %d bytes, the limit is %d (max_block_write_bytes)", ErrBlockFull, submitted, n, budget)
+	} else if n > budget && len(entries) > 0 && len(st.ops) > 1 && multiBatch(entries[0]) {
+		return nil, &EntryError{Index: 0, Kind: entries[0].Kind, Err: fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes)", ErrBatchTooBig, n, budget)}
 	}
 	return out, nil
 }
@@ -184,7 +205,20 @@ func (e *EntryError) Unwrap() error { return e.Err }
 // not nil, collects its results, so that a proposer trying its entries in
 // order ends with what applying its block gives. An entry that does not fit
 // is refused and leaves st and out as they were.
+//
+// Try also keeps the block's write budget (params.max_block_write_bytes):
+// it measures what st's block writes with e (see BlockWrites) and refuses
+// e with ErrBlockFull when that would be over the budget, unless st's
+// block holds no entry yet, so one entry always fits; an attestation batch
+// of several items and operations over the budget alone never fits
+// (ErrBatchTooBig).
 func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
+	return m.try(st, ctx, e, out, true)
+}
+
+// try is Try; measure false skips the write budget, for Check, whose
+// overlay holds no block.
+func (m *Machine) try(st *Overlay, ctx Context, e Entry, out *Applied, measure bool) ([]Entry, error) {
 	if e.Kind.Derived() {
 		return nil, fmt.Errorf("%s entries are derived, never submitted", e.Kind)
 	}
@@ -193,6 +227,23 @@ func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry,
 	derived, err := m.apply(child, ctx, e, res)
 	if err != nil {
 		return nil, err
+	}
+	// A batch is measured in Check too: one over the budget alone never
+	// fits, and the mempool must not keep it.
+	if batch := multiBatch(e); measure || batch {
+		all := append([]Entry{e}, derived...)
+		if err := child.measure(all); err != nil {
+			return nil, err
+		}
+		budget := m.genesis.Params.BlockWriteBytes()
+		switch n := child.w.total(); {
+		case n <= budget:
+		case st.w.count > 0:
+			return nil, fmt.Errorf("%w: with this %s the block would write %d bytes, the limit is %d (max_block_write_bytes)",
+				ErrBlockFull, e.Kind, n, budget)
+		case batch && len(child.ops) > 1:
+			return nil, fmt.Errorf("%w: %d bytes alone, the limit is %d (max_block_write_bytes); an executor must split it", ErrBatchTooBig, n, budget)
+		}
 	}
 	st.Absorb(child)
 	if out != nil {
@@ -204,7 +255,7 @@ func (m *Machine) Try(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry,
 // Check checks a submitted entry against st without keeping any change: the
 // mempool's admission test.
 func (m *Machine) Check(st StateReader, ctx Context, e Entry) error {
-	_, err := m.Try(NewOverlay(st), ctx, e, nil)
+	_, err := m.try(NewOverlay(st), ctx, e, nil, false)
 	return err
 }
 

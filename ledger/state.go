@@ -134,7 +134,29 @@ type Overlay struct {
 	// baseCost what the overlay it was made over had spent then: together,
 	// what the block has spent of max_block_rule_cost.
 	ruleCost, baseCost uint64
+	// The block's store writes so far (see BlockWrites), kept by Try as a
+	// proposer adds entries: sizes are the measured costs of the records
+	// written, by id, and w and w0 the totals, cumulative over the
+	// overlays this one was made over, now and when it was made.
+	sizes map[Hash]uint64
+	w, w0 writeTally
+	// enc holds the stored encodings of the records as last measured,
+	// which is as the block leaves them: the store writes them as they
+	// are instead of encoding each record again.
+	enc map[Hash][]byte
 }
+
+// writeTally is the running measure of a block's store writes.
+type writeTally struct {
+	records, entries, hosts uint64
+	// hostsMeasured is set once the announcements were measured.
+	hostsMeasured bool
+	// count is the number of entries (submitted or timeouts, not derived)
+	// the block holds.
+	count int
+}
+
+func (t writeTally) total() uint64 { return blockWriteBase + t.records + t.entries + t.hosts }
 
 var _ StateReader = (*Overlay)(nil)
 
@@ -143,8 +165,69 @@ func NewOverlay(base StateReader) *Overlay {
 	o := &Overlay{base: base, ops: make(map[Hash]*OpRecord), keys: make(map[Hash]struct{})}
 	if parent, ok := base.(*Overlay); ok {
 		o.baseCost = parent.RuleCost()
+		o.w, o.w0 = parent.w, parent.w
 	}
 	return o
+}
+
+// BlockWrites returns what the block so far makes the store write, as Try
+// measured it (see the function BlockWrites), and how many entries it
+// holds.
+func (o *Overlay) BlockWrites() (bytes uint64, entries int) { return o.w.total(), o.w.count }
+
+// sizeOf returns the measured write cost of record id, in o or the
+// overlays it was made over.
+func (o *Overlay) sizeOf(id Hash) (uint64, bool) {
+	if n, ok := o.sizes[id]; ok {
+		return n, true
+	}
+	if p, ok := o.base.(*Overlay); ok {
+		return p.sizeOf(id)
+	}
+	return 0, false
+}
+
+func (o *Overlay) keepEncoded(id Hash, v []byte) {
+	if o.enc == nil {
+		o.enc = make(map[Hash][]byte)
+	}
+	o.enc[id] = v
+}
+
+// Encoded returns the stored encodings of the records Changes returns, by
+// id, as the write budget measured them after the block's last entry;
+// records it did not measure are missing. BlockWrite.Encoded takes it.
+func (o *Overlay) Encoded() map[Hash][]byte { return o.enc }
+
+// measure brings o's write tally up to date with the records and
+// announcements o holds and the entries just applied in it: entries are
+// the entry applied and the records it derived.
+func (o *Overlay) measure(entries []Entry) error {
+	for id, r := range o.ops {
+		n, v, err := encodeRecordCost(r)
+		if err != nil {
+			return err
+		}
+		o.keepEncoded(id, v)
+		old, _ := o.sizeOf(id)
+		if o.sizes == nil {
+			o.sizes = make(map[Hash]uint64)
+		}
+		o.sizes[id] = n
+		o.w.records += n - old // wraps correctly when the record shrank
+	}
+	if o.hosts != nil {
+		n, err := hostsWriteCost(o.hosts)
+		if err != nil {
+			return err
+		}
+		o.w.hosts, o.w.hostsMeasured = n, true
+	}
+	for _, e := range entries {
+		o.w.entries += entryWriteCost(e)
+	}
+	o.w.count++
+	return nil
 }
 
 // Recorded reports whether the block so far or the base recorded key.
@@ -225,6 +308,21 @@ func (o *Overlay) Absorb(child *Overlay) {
 		o.timedOut(k)
 	}
 	o.ruleCost += child.ruleCost
+	for id, n := range child.sizes {
+		if o.sizes == nil {
+			o.sizes = make(map[Hash]uint64)
+		}
+		o.sizes[id] = n
+	}
+	for id, v := range child.enc {
+		o.keepEncoded(id, v)
+	}
+	o.w.records += child.w.records - child.w0.records
+	o.w.entries += child.w.entries - child.w0.entries
+	o.w.count += child.w.count - child.w0.count
+	if child.w.hostsMeasured {
+		o.w.hosts, o.w.hostsMeasured = child.w.hosts, true
+	}
 }
 
 // put adds a new record.
@@ -258,12 +356,26 @@ func (o *Overlay) Hosts() (*Hosts, error) {
 	if o.hosts != nil {
 		return o.hosts, nil
 	}
-	h, err := o.base.Hosts()
+	h, err := o.peekHosts()
 	if err != nil {
 		return nil, err
 	}
 	o.hosts = h.clone()
 	return o.hosts, nil
+}
+
+// peekHosts returns the announcements as o sees them without keeping a
+// copy in o or the overlays it was made over: an entry a proposer tries
+// and leaves out must not make the block write them (or write more than
+// BlockWrites measured).
+func (o *Overlay) peekHosts() (*Hosts, error) {
+	if o.hosts != nil {
+		return o.hosts, nil
+	}
+	if p, ok := o.base.(*Overlay); ok {
+		return p.peekHosts()
+	}
+	return o.base.Hosts()
 }
 
 // Changes returns the records the overlay touched, sorted by id, and the

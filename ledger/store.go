@@ -188,9 +188,22 @@ type BadgerStore struct {
 
 var _ Store = (*BadgerStore)(nil)
 
+// The store's badger options that bound one transaction, so the block
+// write budget can rely on them (see CheckWriteBudget): badger writes at
+// most 15% of the memtable size in one transaction (9.6 MiB here) and at
+// most that over 96 keys, and counts a value of the value threshold or
+// more as a pointer to its value log. They are badger's defaults, set
+// here so that a change of badger's defaults cannot shrink them.
+const (
+	storeMemTableSize   = 64 << 20
+	storeValueThreshold = 1 << 20
+)
+
 // OpenBadger opens, or creates, the store in dir.
 func OpenBadger(dir string) (*BadgerStore, error) {
 	opts := badger.DefaultOptions(dir).
+		WithMemTableSize(storeMemTableSize).
+		WithValueThreshold(storeValueThreshold).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithLogger(badgerLogger{slog.Default().With("component", "badger")})
@@ -207,6 +220,8 @@ func OpenInMemory() (*BadgerStore, error) {
 	// Without compression the tables need no block cache; allocating
 	// badger's default 256 MiB cache costs ten times the rest of Open.
 	opts := badger.DefaultOptions("").
+		WithMemTableSize(storeMemTableSize).
+		WithValueThreshold(storeValueThreshold).
 		WithInMemory(true).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
@@ -217,6 +232,27 @@ func OpenInMemory() (*BadgerStore, error) {
 		return nil, fmt.Errorf("open in-memory store: %w", err)
 	}
 	return &BadgerStore{db: db}, nil
+}
+
+// CheckWriteBudget refuses a genesis whose block write budget
+// (params.max_block_write_bytes), with what a block writes beside it
+// (WriteReserve), is more than this store writes in one transaction: each
+// of its blocks could fail to commit, on every node alike. Badger's limit
+// is 15% of the memtable size in bytes (MaxBatchSize; 10,066,329 with the
+// store's 64 MiB) and MaxBatchSize/96 keys; each key the budget counts
+// costs at least writeOverhead bytes of it, so the byte bound implies the
+// count bound, which is checked too.
+func (s *BadgerStore) CheckWriteBudget(g *Genesis) error {
+	budget, reserve := g.Params.BlockWriteBytes(), WriteReserve(len(g.Validators))
+	size, count := s.db.MaxBatchSize(), s.db.MaxBatchCount()
+	if capacity := uint64(max(size-1, 0)); budget+reserve > capacity {
+		return fmt.Errorf("genesis params.max_block_write_bytes %d: with the %d bytes a block of %d validators writes beside it, over the %d bytes the store writes in one transaction (15%% of its %d-byte memtable); at most %d",
+			budget, reserve, len(g.Validators), capacity, storeMemTableSize, capacity-min(reserve, capacity))
+	}
+	if keys := (budget + reserve) / writeOverhead; keys >= uint64(count) {
+		return fmt.Errorf("genesis params.max_block_write_bytes %d: up to %d keys in one transaction, the store writes %d", budget, keys, count)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -590,6 +626,10 @@ type BlockWrite struct {
 	// EntryHashes, when non-nil, are the hashes of the block's entries in
 	// order, as EntryHashes gives them, for a caller that has them already.
 	EntryHashes []Hash
+	// Encoded, when non-nil, holds stored encodings of Ops by id, as the
+	// block write budget measured them (Overlay.Encoded): they are written
+	// as they are; a record missing from it is encoded here.
+	Encoded map[Hash][]byte
 }
 
 // SaveBlock implements Store: everything goes into one badger transaction,
@@ -660,7 +700,10 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 			}
 		}
 		for _, r := range ops {
-			if err := putOp(txn, r); err != nil {
+			if r == nil {
+				return errors.New("nil operation record")
+			}
+			if err := putOp(txn, r, w.Encoded[r.ID]); err != nil {
 				return err
 			}
 		}
@@ -702,15 +745,17 @@ func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
 	return txn.Set(k, v)
 }
 
-// putOp writes one operation record and moves it between the status and
-// active indexes.
-func putOp(txn *badger.Txn, r *OpRecord) error {
+// putOp writes one operation record, encoded as v (nil: encoded here),
+// and moves it between the status and active indexes.
+func putOp(txn *badger.Txn, r *OpRecord, v []byte) error {
 	if r == nil {
 		return errors.New("nil operation record")
 	}
-	v, err := encodeOpRecord(r)
-	if err != nil {
-		return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
+	if v == nil {
+		var err error
+		if v, err = encodeOpRecord(r); err != nil {
+			return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
+		}
 	}
 	k := hashKey(prefixOp, r.ID)
 	item, err := txn.Get(k)

@@ -110,7 +110,9 @@ func (a *App) HasWork() bool {
 
 // ProposeBlock builds and signs a block for height at round: due timeouts
 // first, then waiting entries in arrival order, each tried on the state so
-// far; an entry that no longer fits is dropped from the mempool.
+// far; an entry that no longer fits is dropped from the mempool. The block
+// ends at the first entry over a block limit (entries, bytes, store
+// writes).
 func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 	p, err := a.Parent()
 	if err != nil {
@@ -137,6 +139,13 @@ func (a *App) ProposeBlock(height, round uint64) (*ledger.Block, error) {
 		// leaves the block's state untouched.
 		child, part := ledger.NewOverlay(ov), &ledger.Applied{}
 		got, err := a.machine.Try(child, ctx, e, part)
+		if errors.Is(err, ledger.ErrBlockFull) {
+			// The block's store writes are at max_block_write_bytes: the
+			// rest, in order, waits for the next block. A due timeout
+			// left out is due again then; validators require each
+			// timeout a block carries to be due, not every due one.
+			break
+		}
 		if err != nil {
 			if a.machine.Authenticate(e) != nil {
 				stale = append(stale, e.Hash()) // can never fit
@@ -288,7 +297,7 @@ func (a *App) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []by
 	ops, hosts := ap.overlay.Changes()
 	hashes := ledger.EntryHashes(b.Entries)
 	w := ledger.BlockWrite{Block: b, Commit: c, Results: ap.results.Root(), Ops: ops, Hosts: hosts, LastSigned: consensusState,
-		EntryHashes: hashes}
+		EntryHashes: hashes, Encoded: ap.overlay.Encoded()}
 	if err := a.store.SaveBlock(w); err != nil {
 		return nil, nil, fmt.Errorf("commit block %d: %w", b.Header.Height, err)
 	}

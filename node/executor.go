@@ -71,14 +71,23 @@ func (x *Executor) Consider(ops []*ledger.OpRecord) {
 	defer x.finish(nil)
 	me := x.key.Address()
 	for _, r := range ops {
+		// What rewriting r costs a block, measured once for all of its
+		// tasks this node starts (encoding a record is not free).
+		var writes uint64
+		recordWrites := func() uint64 {
+			if writes == 0 {
+				writes = x.machine.RecordWriteCost(r)
+			}
+			return writes
+		}
 		for i, ts := range r.Saga.Tasks {
 			tr := r.Tasks[i]
 			run := ts.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0
 			switch {
 			case ts.Undoing && tr.RollbackExecutor == me:
-				x.start(r, i, true)
+				x.start(r, i, true, recordWrites)
 			case run && tr.Executor == me:
-				x.start(r, i, false)
+				x.start(r, i, false, recordWrites)
 			}
 			x.forget(r, i, run, ts.Undoing)
 		}
@@ -106,7 +115,7 @@ func (x *Executor) forget(r *ledger.OpRecord, i int, running, undoing bool) {
 	}
 }
 
-func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
+func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool, recordWrites func() uint64) {
 	op, plan, err := x.machine.Compiled(r)
 	if err != nil {
 		x.log.Error("cannot plan a recorded operation", "op", r.ID, "err", err)
@@ -145,6 +154,9 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 	if !rollback {
 		cost = x.machine.RuleCost(r, i)
 	}
+	// And what rewriting its record costs the block, for flush to keep a
+	// batch within max_block_write_bytes.
+	writes := recordWrites()
 	x.wg.Add(1)
 	x.mu.Lock()
 	x.inflight++
@@ -158,7 +170,7 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool) {
 			// committed one again, which the ledger refuses as a replay.
 			a.Attempts += uint64(prevAttempts)
 		}
-		x.finishCost(a, cost)
+		x.finishCosts(a, cost, writes)
 	}()
 }
 
@@ -206,6 +218,9 @@ const (
 	// maxBatchItems and maxBatchOutput bound one signed batch.
 	maxBatchItems  = 256
 	maxBatchOutput = 1 << 20
+	// batchItemWrites is what flush adds for an item besides its output
+	// and record: its events, signature and framing, generously.
+	batchItemWrites = 2048
 )
 
 // finish takes the attestation of a run that ended (nil if it ended
@@ -221,14 +236,21 @@ func (x *Executor) finish(a *ledger.Attestation) { x.finishCost(a, 0) }
 type pendingAttestation struct {
 	*ledger.Attestation
 	ruleCost uint64
+	// recordWrites is what rewriting its operation's record cost a block
+	// when the run started (Machine.RecordWriteCost).
+	recordWrites uint64
 }
 
 // finishCost is finish for an attestation whose rule may cost ruleCost.
-func (x *Executor) finishCost(a *ledger.Attestation, ruleCost uint64) {
+func (x *Executor) finishCost(a *ledger.Attestation, ruleCost uint64) { x.finishCosts(a, ruleCost, 0) }
+
+// finishCosts is finishCost for an attestation whose operation's record
+// costs recordWrites to rewrite.
+func (x *Executor) finishCosts(a *ledger.Attestation, ruleCost, recordWrites uint64) {
 	x.mu.Lock()
 	x.inflight--
 	if a != nil {
-		x.pending = append(x.pending, pendingAttestation{a, ruleCost})
+		x.pending = append(x.pending, pendingAttestation{a, ruleCost, recordWrites})
 	}
 	now := x.inflight == 0 && len(x.pending) > 0
 	later := !now && a != nil && len(x.pending) == 1
@@ -253,20 +275,35 @@ func (x *Executor) finishCost(a *ledger.Attestation, ruleCost uint64) {
 // worst-case costs of a batch's rules are kept within it; an attestation
 // whose rule alone may cost more goes alone, and fits a block that has
 // evaluated nothing else.
+//
+// Likewise a batch whose store writes alone are over max_block_write_bytes
+// is invalid (ledger.ErrBatchTooBig): it rewrites the record of every
+// operation it attests. So a batch is kept within half that budget by an
+// estimate of its writes, each record once (as it was when its run
+// started, the other half left for what the record grows by since) and
+// each output twice (in the entry and in the record); an attestation
+// alone is never refused for its writes.
 func (x *Executor) flush() {
 	x.mu.Lock()
 	pending := x.pending
 	x.pending = nil
 	x.mu.Unlock()
 	budget := x.machine.Genesis().Params.BlockRuleCost()
+	writeBudget := x.machine.Genesis().Params.BlockWriteBytes() / 2
 	for len(pending) > 0 {
-		n, size, cost := 0, 0, uint64(0)
+		n, size, cost, writes := 0, 0, uint64(0), uint64(0)
+		ops := map[ledger.Hash]bool{}
 		for n < len(pending) && n < maxBatchItems {
 			p := pending[n]
-			if n > 0 && (size+len(p.Output) > maxBatchOutput || cost+p.ruleCost > budget) {
+			w := 2*uint64(len(p.Output)) + batchItemWrites
+			if !ops[p.Operation] {
+				w += p.recordWrites
+			}
+			if n > 0 && (size+len(p.Output) > maxBatchOutput || cost+p.ruleCost > budget || writes+w > writeBudget) {
 				break
 			}
-			size, cost = size+len(p.Output), cost+p.ruleCost
+			size, cost, writes = size+len(p.Output), cost+p.ruleCost, writes+w
+			ops[p.Operation] = true
 			n++
 		}
 		as := make([]*ledger.Attestation, n)

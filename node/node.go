@@ -124,6 +124,12 @@ func New(opts Options) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	// A block within the chain's write budget must fit one transaction
+	// of this store, or the node would halt at the first full block.
+	if err := st.CheckWriteBudget(g); err != nil {
+		st.Close()
+		return nil, err
+	}
 	n := &Node{opts: opts, log: opts.Log, badger: st, store: newCachedStore(st), machine: m, registry: reg, ready: make(chan struct{}),
 		mempool: NewMempool(100_000), waiters: make(map[ledger.Hash][]chan struct{})}
 	// Gossip and the mempool drop what a committed block already carries,
