@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"bytes"
-	"encoding/json"
 	"testing"
 
 	"github.com/sagachain/sagachain/taskrt"
@@ -110,17 +109,7 @@ func (c *storeChain) offer(e Entry) bool {
 // unchanged (issue #10: a YAML operation was admitted and then failed
 // every node's commit). The seeds run as a normal test.
 func FuzzCommitStoresWhatTheMachineAdmits(f *testing.F) {
-	canon := func(yaml string) []byte {
-		op, err := taskrt.Load([]byte(yaml), nil, taskrt.DefaultLimits())
-		if err != nil {
-			f.Fatal(err)
-		}
-		b, err := json.Marshal(op)
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
-	}
+	canon := func(yaml string) []byte { return canonicalOp(f, []byte(yaml)) }
 	one := "name: one\ntasks:\n  - {id: a, run: echo, rollback: noop, outputs: [x]}\n"
 	f.Add(canon(one), []byte(`{"x":1}`), "", uint8(0), "airline.reserve")
 	f.Add([]byte(one), []byte(`{"x":1}`), "", uint8(0), "f")                            // YAML: the finding

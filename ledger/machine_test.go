@@ -97,15 +97,7 @@ func (c *testChain) apply(ctx Context, entries []Entry) {
 
 func (c *testChain) submit(opYAML string) (Entry, Hash) {
 	c.t.Helper()
-	op, err := taskrt.Load([]byte(opYAML), nil, taskrt.DefaultLimits())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	raw, err := json.Marshal(op)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	s := &Submission{Operation: raw, Nonce: c.height}
+	s := &Submission{Operation: canonicalOp(c.t, []byte(opYAML)), Nonce: c.height}
 	if err := s.Sign(c.user, "test-chain"); err != nil {
 		c.t.Fatal(err)
 	}
@@ -563,4 +555,19 @@ tasks:
 	if again := c.op(id).Tasks[0].RollbackExecutor; again == first {
 		t.Fatalf("the retried rollback went to the same executor %s", first.Hex())
 	}
+}
+
+// canonicalOp is an operation file (YAML or JSON) as the client signs it:
+// parsed, then encoded, the only form the ledger admits.
+func canonicalOp(t testing.TB, file []byte) []byte {
+	t.Helper()
+	op, err := taskrt.Load(file, nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -19,14 +19,7 @@ func paddedOp(t *testing.T, i, size int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := taskrt.Load(raw, nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if raw, err = json.Marshal(op); err != nil {
-		t.Fatal(err)
-	}
-	return string(raw)
+	return string(canonicalOp(t, raw))
 }
 
 // TestBlockWriteBudget: on the merged h-write code a block took every
@@ -277,14 +270,7 @@ func twinOp(t *testing.T, size int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := taskrt.Load(raw, nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if raw, err = json.Marshal(op); err != nil {
-		t.Fatal(err)
-	}
-	return string(raw)
+	return string(canonicalOp(t, raw))
 }
 
 func TestBlockWriteBudgetBatchOfOneOperation(t *testing.T) {

@@ -121,14 +121,7 @@ func TestProposerPrefersAnAttestationOverItsTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.store.Close() })
-	spec, err := taskrt.Load([]byte(`{"name":"late","tasks":[{"id":"a","run":"echo","outputs":["x"],"timeout":"1s"}]}`), nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := json.Marshal(spec) // as the client encodes it
-	if err != nil {
-		t.Fatal(err)
-	}
+	op := canonicalOp(t, []byte(`{"name":"late","tasks":[{"id":"a","run":"echo","outputs":["x"],"timeout":"1s"}]}`))
 	s := &ledger.Submission{Operation: op, Nonce: 1}
 	if err := s.Sign(user, g.ChainID); err != nil {
 		t.Fatal(err)

@@ -1,14 +1,12 @@
 package node
 
 import (
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node/rpc"
-	"github.com/sagachain/sagachain/taskrt"
 )
 
 const benchOp = `
@@ -96,11 +94,7 @@ func BenchmarkNodeOperationLatency(b *testing.B) {
 
 // benchSubmissions signs n distinct submissions of benchOp.
 func benchSubmissions(b *testing.B, tn *testNode, n int) []ledger.Entry {
-	op, err := taskrt.Load([]byte(benchOp), nil, taskrt.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, _ := json.Marshal(op)
+	raw := canonicalOp(b, []byte(benchOp))
 	entries := make([]ledger.Entry, n)
 	for i := range entries {
 		s := &ledger.Submission{Operation: raw, Nonce: uint64(i)}

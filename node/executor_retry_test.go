@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -39,17 +38,13 @@ func TestExecutorRetriedRollbackIsNotAReplay(t *testing.T) {
 		}
 		st.CommitOverlay(ov)
 	}
-	op, err := taskrt.Load([]byte(`
+	raw := canonicalOp(t, []byte(`
 name: stuck
 defaults: {retry: {attempts: 1, backoff: 1ms}}
 tasks:
   - {id: a, run: echo, rollback: fail, outputs: [x]}
   - {id: d, run: fail, rollback: noop, inputs: [x], outputs: [w]}
-`), nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := json.Marshal(op)
+`))
 	s := &ledger.Submission{Operation: raw, Nonce: 1}
 	if err := s.Sign(user, g.ChainID); err != nil {
 		t.Fatal(err)

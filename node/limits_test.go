@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,16 +70,7 @@ func TestNodeSpreadsCostlyAttestationsOverBlocks(t *testing.T) {
 		fmt.Fprintf(&b, `{"id":"t%d","run":"echo","outputs":["o%d"],"validate":"output.o%d.size() > 0"}`, i, i, i)
 	}
 	b.WriteString("]}")
-	// Signed as the client encodes it: the ledger records canonical JSON only.
-	op, err := taskrt.Load([]byte(b.String()), nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := signRaw(t, tn, string(raw))
+	e := signRaw(t, tn, string(canonicalOp(t, []byte(b.String()))))
 	if err := tn.Submit(e); err != nil {
 		t.Fatal(err)
 	}

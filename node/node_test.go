@@ -120,12 +120,7 @@ func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := taskrt.Load(data, nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := json.Marshal(op)
-	s := &ledger.Submission{Operation: raw, Nonce: uint64(time.Now().UnixNano())}
+	s := &ledger.Submission{Operation: canonicalOp(t, data), Nonce: uint64(time.Now().UnixNano())}
 	if err := s.Sign(tn.user, tn.Genesis().ChainID); err != nil {
 		t.Fatal(err)
 	}
@@ -188,4 +183,19 @@ func TestNodeResumesAfterRestart(t *testing.T) {
 	if r := tn.wait(t, id2); r.Saga.Status != taskrt.OpCompleted {
 		t.Fatalf("after restart: %s, want completed", r.Saga.Status)
 	}
+}
+
+// canonicalOp is an operation file (YAML or JSON) as the client signs it:
+// parsed, then encoded, the only form the ledger admits.
+func canonicalOp(t testing.TB, file []byte) []byte {
+	t.Helper()
+	op, err := taskrt.Load(file, nil, taskrt.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -145,14 +145,7 @@ func bigOp(t *testing.T, i, size int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := taskrt.Load(raw, nil, taskrt.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if raw, err = json.Marshal(parsed); err != nil { // the canonical form
-		t.Fatal(err)
-	}
-	return raw
+	return canonicalOp(t, raw)
 }
 
 // TestLargeTimeoutsSpreadOverBlocks is the colleague's repro of the last
