@@ -200,6 +200,16 @@ func (r *relayNet) vote(typ ledger.VoteType, h, round uint64) *ledger.Vote {
 	}
 }
 
+// decide has the validators the test holds prevote and precommit b at
+// round 0 of its height, and waits until V commits it.
+func (r *relayNet) decide(b *ledger.Block) {
+	r.t.Helper()
+	h, id := b.Header.Height, b.Hash()
+	r.votes(ledger.Prevote, h, 0, id)
+	r.votes(ledger.Precommit, h, 0, id)
+	r.committed(h, b)
+}
+
 // committed waits until V has block h, and checks it is want byte for byte
 // and that its body is the one its header commits to.
 func (r *relayNet) committed(h uint64, want *ledger.Block) {
@@ -282,9 +292,7 @@ func TestRelayedTamperedBodiesDoNotStallTheChain(t *testing.T) {
 			t.Fatalf("height %d, relay sent %s first: the node prevoted %s, want the genuine block %s",
 				h, tc.name, v.BlockHash.TerminalString(), id.TerminalString())
 		}
-		r.votes(ledger.Prevote, h, 0, id)
-		r.votes(ledger.Precommit, h, 0, id)
-		r.committed(h, b)
+		r.decide(b)
 	}
 }
 
@@ -335,9 +343,7 @@ func TestHostileProposersDoNotFoolTheNode(t *testing.T) {
 	if v := r.vote(ledger.Prevote, 1, 0); v.BlockHash != b.Hash() {
 		t.Fatalf("the node prevoted %s, want the rightful proposer's %s", v.BlockHash.TerminalString(), b.Hash().TerminalString())
 	}
-	r.votes(ledger.Prevote, 1, 0, b.Hash())
-	r.votes(ledger.Precommit, 1, 0, b.Hash())
-	r.committed(1, b)
+	r.decide(b)
 
 	// Height 2 belongs to validator 2, which signs two blocks for round 0.
 	first := r.block(2, 0, 2, nil)
@@ -348,7 +354,5 @@ func TestHostileProposersDoNotFoolTheNode(t *testing.T) {
 	if v := r.vote(ledger.Prevote, 2, 0); v.BlockHash != first.Hash() {
 		t.Fatalf("the node prevoted %s, want the first block %s", v.BlockHash.TerminalString(), first.Hash().TerminalString())
 	}
-	r.votes(ledger.Prevote, 2, 0, first.Hash())
-	r.votes(ledger.Precommit, 2, 0, first.Hash())
-	r.committed(2, first)
+	r.decide(first)
 }
