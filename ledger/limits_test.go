@@ -161,6 +161,24 @@ func (c *testChain) propose(ctx Context, pending []Entry) (*Overlay, []Entry, []
 	return prop, in, errs
 }
 
+// proposeSome is propose for a block budget: every entry it refuses must be
+// refused with sentinel naming key, and it must take some of pending but
+// not all (what names them in a failure).
+func (c *testChain) proposeSome(ctx Context, pending []Entry, sentinel error, key, what string) (*Overlay, []Entry, int) {
+	c.t.Helper()
+	prop, in, errs := c.propose(ctx, pending)
+	for _, err := range errs {
+		if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), "("+key+")") {
+			c.t.Errorf("refused with %v, want %v naming %s", err, sentinel, key)
+		}
+	}
+	taken := len(pending) - len(errs)
+	if taken < 2 || taken == len(pending) {
+		c.t.Fatalf("the proposer took %d of %d %s, want some but not all", taken, len(pending), what)
+	}
+	return prop, in, taken
+}
+
 // TestBlockRuleBudget: on a2a74ac a block took every attestation that
 // fitted the state, so one operation's costly rules made each block as
 // slow as they were (24-37 s). Now a proposer stops taking attestations
@@ -181,16 +199,7 @@ func TestBlockRuleBudget(t *testing.T) {
 	}
 
 	ctx := Context{Height: c.height + 1, Time: c.time + 10}
-	prop, in, errs := c.propose(ctx, atts)
-	for _, err := range errs {
-		if !errors.Is(err, ErrBlockBudget) || !strings.Contains(err.Error(), "(max_block_rule_cost)") {
-			t.Errorf("refused with %v, want ErrBlockBudget naming max_block_rule_cost", err)
-		}
-	}
-	taken := len(atts) - len(errs)
-	if taken < 2 || taken == len(atts) {
-		t.Fatalf("the proposer took %d of %d costly attestations, want some but not all", taken, len(atts))
-	}
+	prop, in, taken := c.proposeSome(ctx, atts, ErrBlockBudget, "max_block_rule_cost", "costly attestations")
 	if spent := prop.RuleCost(); spent < budget || spent > budget+taskrt.RuleCostLimit {
 		t.Errorf("the block's rules cost %d, want from the budget %d to one rule over it", spent, budget)
 	}

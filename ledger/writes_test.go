@@ -39,16 +39,7 @@ func TestBlockWriteBudget(t *testing.T) {
 	}
 	c.height = 0
 	ctx := Context{Height: 1, Time: c.time + 10}
-	prop, in, errs := c.propose(ctx, subs)
-	for _, err := range errs {
-		if !errors.Is(err, ErrBlockFull) || !strings.Contains(err.Error(), "(max_block_write_bytes)") {
-			t.Errorf("refused with %v, want ErrBlockFull naming max_block_write_bytes", err)
-		}
-	}
-	taken := len(subs) - len(errs)
-	if taken < 2 || taken == len(subs) {
-		t.Fatalf("the proposer took %d of %d submissions of ~100 KB of writes each, want some but not all", taken, len(subs))
-	}
+	prop, in, taken := c.proposeSome(ctx, subs, ErrBlockFull, "max_block_write_bytes", "submissions of ~100 KB of writes each")
 	wrote, n := prop.BlockWrites()
 	if wrote > budget || n != taken {
 		t.Errorf("the proposer's block writes %d bytes with %d entries, want at most %d with %d", wrote, n, budget, taken)
