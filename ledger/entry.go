@@ -29,12 +29,15 @@ const (
 	KindAnnouncement        Kind = 8  // signed by a validator
 	KindEvidence            Kind = 9  // two conflicting signed votes
 	KindAttestations        Kind = 10 // several attestations under their executor's one signature
+	KindHeartbeat           Kind = 11 // signed by an executor: it is alive
+	KindFailover            Kind = 12 // proposed when an executor's lease on a task expires
 )
 
 var kindNames = map[Kind]string{
 	KindSubmission: "submission", KindStageRelease: "stage_release", KindAttestation: "attestation",
 	KindTimeout: "timeout", KindRollbackRelease: "rollback_release", KindRollbackAttestation: "rollback_attestation",
 	KindRetry: "retry", KindAnnouncement: "announcement", KindEvidence: "evidence", KindAttestations: "attestations",
+	KindHeartbeat: "heartbeat", KindFailover: "failover",
 }
 
 // String names the kind as the JSON API does.
@@ -117,6 +120,10 @@ func (e Entry) Decode() (any, error) {
 		v = new(Announcement)
 	case KindEvidence:
 		v = new(Evidence)
+	case KindHeartbeat:
+		v = new(Heartbeat)
+	case KindFailover:
+		v = new(Failover)
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownKind, uint8(e.Kind))
 	}
@@ -195,10 +202,19 @@ type Attestation struct {
 	Permanent bool
 	Executor  Address
 	Signature Signature
+	// Assignment is the number of moves (TaskRecord.Moves, or
+	// RollbackMoves) of the assignment the executor ran: an attestation
+	// for an assignment that has moved on is refused, even when the work
+	// came back to the same executor. Optional, so that the encoding of an
+	// attestation of work that never moved is what it always was.
+	Assignment uint64 `rlp:"optional"`
 }
 
 // SigningPayload is the RLP of everything but the signature.
 func (a *Attestation) SigningPayload() []byte {
+	if a.Assignment != 0 {
+		return mustRLP([]any{a.Operation, a.Task, a.Rollback, a.Attempts, a.Output, a.Error, a.Permanent, a.Executor, a.Assignment})
+	}
 	return mustRLP([]any{a.Operation, a.Task, a.Rollback, a.Attempts, a.Output, a.Error, a.Permanent, a.Executor})
 }
 
@@ -240,12 +256,14 @@ type AttestationItem struct {
 	Output    []byte
 	Error     string
 	Permanent bool
+	// Assignment is Attestation.Assignment.
+	Assignment uint64 `rlp:"optional"`
 }
 
 // ItemOf returns the unsigned item of an attestation.
 func ItemOf(a *Attestation) AttestationItem {
 	return AttestationItem{Operation: a.Operation, Task: a.Task, Rollback: a.Rollback, Attempts: a.Attempts,
-		Output: a.Output, Error: a.Error, Permanent: a.Permanent}
+		Output: a.Output, Error: a.Error, Permanent: a.Permanent, Assignment: a.Assignment}
 }
 
 // Attestation returns item i as the attestation it stands for, made by the
@@ -253,7 +271,7 @@ func ItemOf(a *Attestation) AttestationItem {
 func (b *AttestationBatch) Attestation(i int) *Attestation {
 	it := b.Items[i]
 	return &Attestation{Operation: it.Operation, Task: it.Task, Rollback: it.Rollback, Attempts: it.Attempts,
-		Output: it.Output, Error: it.Error, Permanent: it.Permanent, Executor: b.Executor}
+		Output: it.Output, Error: it.Error, Permanent: it.Permanent, Executor: b.Executor, Assignment: it.Assignment}
 }
 
 // SigningPayload is the RLP of everything but the signature.
@@ -282,6 +300,53 @@ type Timeout struct {
 	Operation Hash
 	Task      string
 	Rollback  bool
+}
+
+// Failover records that the lease of executor From on a task (or its
+// rollback) expired: From signed nothing that a block carried for
+// params.executor_lease_ms of block time while it held the work, or the
+// chain marks it down already. Applying it marks From down and moves the
+// work to the next live host of the function, which the state machine
+// derives, so a failover names only what it judges. When no other host is
+// live the work stays, waiting for From or its own timeout. Proposers make
+// failovers from the state, as they make timeouts.
+type Failover struct {
+	Operation Hash
+	Task      string
+	Rollback  bool
+	From      Address
+}
+
+// DomainHeartbeat is the signing domain of heartbeats.
+const DomainHeartbeat Domain = "sagachain/heartbeat/v1"
+
+// Heartbeat is an executor's signed word that it is alive. An executor
+// sends one while a run of its goes on longer than a fraction of the
+// lease (an attestation renews the lease as well), and when it finds the
+// chain marks it down. Time is the block time of the head it had: a block
+// takes a heartbeat only within the lease of that time, so a heartbeat
+// held back cannot vouch for an executor long gone, and Time makes each
+// heartbeat a distinct entry.
+type Heartbeat struct {
+	Executor  Address
+	Time      uint64
+	Signature Signature
+}
+
+// SigningPayload is the RLP of everything but the signature.
+func (h *Heartbeat) SigningPayload() []byte { return mustRLP([]any{h.Executor, h.Time}) }
+
+// Sign signs the heartbeat with key, which becomes its executor.
+func (h *Heartbeat) Sign(key *PrivateKey, chainID string) error {
+	return seal(key, DomainHeartbeat, chainID, "heartbeat", &h.Executor, h.SigningPayload, &h.Signature)
+}
+
+// Verify checks that the heartbeat is signed by its executor.
+func (h *Heartbeat) Verify(chainID string) error {
+	if err := Verify(DomainHeartbeat, chainID, h.SigningPayload(), h.Signature, h.Executor); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
 }
 
 // DomainRetry is the signing domain of retries, kept apart from submissions

@@ -96,6 +96,26 @@ type Params struct {
 	// store, as BlockWrites measures it (default 6 MiB; see
 	// DefaultMaxBlockWriteBytes).
 	MaxBlockWriteBytes uint64 `json:"max_block_write_bytes,omitempty"`
+	// ExecutorLeaseMS is how long, in block time, an executor may stay
+	// silent while it holds released work before that work moves to the
+	// next live host of its function (default 1000; see ExecutorLease).
+	ExecutorLeaseMS uint64 `json:"executor_lease_ms,omitempty"`
+}
+
+// DefaultExecutorLeaseMS is the default of params.executor_lease_ms. An
+// executor that holds work renews its lease with every attestation and,
+// while a run goes on, with a heartbeat a quarter of the lease apart, so
+// a second leaves room for three lost or late heartbeats and a busy
+// block; and a task whose executor dies moves within about a second, the
+// budget issue 11 sets for failover.
+const DefaultExecutorLeaseMS = 1000
+
+// ExecutorLease returns params.executor_lease_ms, or its default.
+func (p Params) ExecutorLease() uint64 {
+	if p.ExecutorLeaseMS == 0 {
+		return DefaultExecutorLeaseMS
+	}
+	return p.ExecutorLeaseMS
 }
 
 // DefaultMaxBlockWriteBytes is the default of params.max_block_write_bytes:
@@ -151,7 +171,8 @@ func DefaultParams() Params {
 		MaxOperationBytes: 1 << 20, MaxOutputBytes: 64 << 10, MaxClockDriftMS: 10_000,
 		MaxAttempts: taskrt.DefaultMaxAttempts, MinBackoffMS: uint64(taskrt.DefaultMinBackoff.Milliseconds()),
 		MaxSleepMS: uint64(taskrt.DefaultMaxSleep.Milliseconds()), MaxOperationRuleCost: taskrt.DefaultMaxRuleCost,
-		MaxBlockRuleCost: DefaultMaxBlockRuleCost, MaxBlockWriteBytes: DefaultMaxBlockWriteBytes}
+		MaxBlockRuleCost: DefaultMaxBlockRuleCost, MaxBlockWriteBytes: DefaultMaxBlockWriteBytes,
+		ExecutorLeaseMS: DefaultExecutorLeaseMS}
 }
 
 var chainIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
@@ -211,7 +232,7 @@ func (g *Genesis) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    uint64
-	}{{"min_backoff_ms", p.MinBackoffMS}, {"max_sleep_ms", p.MaxSleepMS}} {
+	}{{"min_backoff_ms", p.MinBackoffMS}, {"max_sleep_ms", p.MaxSleepMS}, {"executor_lease_ms", p.ExecutorLeaseMS}} {
 		if f.v > maxLimitMS {
 			return fmt.Errorf("genesis params.%s: at most %d, got %d", f.name, uint64(maxLimitMS), f.v)
 		}

@@ -110,11 +110,9 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 		if e.Kind.Derived() {
 			return nil, &EntryError{Index: i, Kind: e.Kind, Err: errors.New("a derived record that no entry before it causes")}
 		}
-		if e.Kind == KindTimeout && len(attested) > 0 {
-			if body, err := e.Decode(); err == nil {
-				if to := body.(*Timeout); to.Task != "" && attested[taskKey{to.Operation, to.Task, to.Rollback}] {
-					return nil, &EntryError{Index: i, Kind: e.Kind, Err: fmt.Errorf("task %q: %w", to.Task, ErrAttestedInBlock)}
-				}
+		if (e.Kind == KindTimeout || e.Kind == KindFailover) && len(attested) > 0 {
+			if k, ok := takenFrom(e); ok && attested[k] {
+				return nil, &EntryError{Index: i, Kind: e.Kind, Err: fmt.Errorf("task %q: %w", k.task, ErrAttestedInBlock)}
 			}
 		}
 		derived, err := m.apply(st, ctx, e, out)
@@ -149,9 +147,28 @@ func (m *Machine) ApplyEntries(st *Overlay, ctx Context, entries []Entry) (*Appl
 	return out, nil
 }
 
-// ErrAttestedInBlock reports a timeout of a task whose attestation the
-// same block carries: the attestation wins.
-var ErrAttestedInBlock = errors.New("the block carries its attestation, which wins over a timeout in the same block")
+// ErrAttestedInBlock reports a timeout or failover of a task whose
+// attestation the same block carries: the attestation wins.
+var ErrAttestedInBlock = errors.New("the block carries its attestation, which wins over a timeout or failover in the same block")
+
+// takenFrom returns the task or rollback a timeout or failover entry takes
+// from its executor; false for an operation timeout or an entry that does
+// not decode.
+func takenFrom(e Entry) (taskKey, bool) {
+	switch e.Kind {
+	case KindTimeout:
+		var to Timeout
+		if rlp.DecodeBytes(e.Body, &to) == nil && to.Task != "" {
+			return taskKey{to.Operation, to.Task, to.Rollback}, true
+		}
+	case KindFailover:
+		var f Failover
+		if rlp.DecodeBytes(e.Body, &f) == nil {
+			return taskKey{f.Operation, f.Task, f.Rollback}, true
+		}
+	}
+	return taskKey{}, false
+}
 
 // taskKey names a task, or its rollback, of an operation.
 type taskKey struct {
@@ -265,7 +282,7 @@ func (m *Machine) Check(st StateReader, ctx Context, e Entry) error {
 // validator). Gossip uses it to drop forgeries without judging entries a
 // peer may legitimately know to be valid before this node does.
 func (m *Machine) Authenticate(e Entry) error {
-	if e.Kind.Derived() || e.Kind == KindTimeout {
+	if e.Kind.Derived() || e.Kind == KindTimeout || e.Kind == KindFailover {
 		return fmt.Errorf("%s entries are made by proposers, never submitted", e.Kind)
 	}
 	body, err := e.Decode()
@@ -326,6 +343,13 @@ func (m *Machine) Authenticate(e Entry) error {
 		if !m.vals.Has(b.Validator) {
 			return fmt.Errorf("announcement by %s: %w", b.Validator.Hex(), ErrNotValidator)
 		}
+	case *Heartbeat:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return err
+		}
+		if !m.vals.Has(b.Executor) {
+			return fmt.Errorf("heartbeat by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
 	case *Evidence:
 		return m.verifyOnce(hash, func() error { return m.checkEvidence(b) })
 	}
@@ -352,6 +376,10 @@ func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry
 	if err != nil {
 		return nil, err
 	}
+	hosts, err := peekHosts(st)
+	if err != nil {
+		return nil, err
+	}
 	var out []Entry
 	for _, id := range ids {
 		r, err := st.Operation(id)
@@ -368,20 +396,150 @@ func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry
 			continue
 		}
 		for i, t := range r.Saga.Tasks {
-			tr := r.Tasks[i]
+			tr := &r.Tasks[i]
+			task := c.op.Tasks[i].ID
+			running := t.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0
+			if attested[taskKey{id, task, t.Undoing}] || (!running && !t.Undoing) {
+				continue // its attestation is on its way into this block, or nothing runs
+			}
+			deadline := tr.Deadline
+			if t.Undoing {
+				deadline = tr.RollbackDeadline
+			}
+			// A silent executor's work moves rather than time out: its
+			// timeout is the function's, which a dead host did not use.
+			// Work with nowhere to move times out at its deadline, and
+			// before that its executor is marked down.
+			to, due := m.failoverDue(hosts, c, tr, i, t.Undoing, ctx)
+			late := deadline > 0 && ctx.Time > deadline
 			switch {
-			case attested[taskKey{id, c.op.Tasks[i].ID, t.Undoing}]:
-				// Its attestation is on its way into this block.
-			case t.Status == taskrt.TaskRunning && r.Saga.RollbackStage < 0 && tr.Deadline > 0 && ctx.Time > tr.Deadline:
-				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID})
+			case due && (to != Address{} || !late):
+				exec, _, _ := tr.assignment(t.Undoing)
+				e, _ := NewEntry(KindFailover, &Failover{Operation: id, Task: task, Rollback: t.Undoing, From: exec})
 				out = append(out, e)
-			case t.Undoing && tr.RollbackDeadline > 0 && ctx.Time > tr.RollbackDeadline:
-				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: c.op.Tasks[i].ID, Rollback: true})
+			case late:
+				e, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: task, Rollback: t.Undoing})
 				out = append(out, e)
 			}
 		}
 	}
 	return out, nil
+}
+
+// peekHosts reads the announcements of st without making an overlay keep
+// (and so write) a copy.
+func peekHosts(st StateReader) (*Hosts, error) {
+	if o, ok := st.(*Overlay); ok {
+		return o.peekHosts()
+	}
+	return st.Hosts()
+}
+
+// LeaseExpiry returns the block time after which the executor of task i
+// of r (or of its rollback) loses the work unless a block carries an entry
+// it signed: params.executor_lease_ms after the later of its assignment
+// and the last block that carried one.
+func (m *Machine) LeaseExpiry(hosts *Hosts, tr *TaskRecord, rollback bool) uint64 {
+	exec, since, _ := tr.assignment(rollback)
+	return max(since, hosts.LastSeen(exec)) + m.genesis.Params.ExecutorLease()
+}
+
+// failoverDue reports whether a failover of task i's run (or rollback),
+// which tr assigns, is due at ctx, and where the work moves: due when its
+// executor is marked down or its lease expired, and there is a live host
+// to move to or the executor is not marked down yet (the failover then
+// only marks it). to is the zero address when the work stays where it is.
+func (m *Machine) failoverDue(hosts *Hosts, c *compiled, tr *TaskRecord, i int, rollback bool, ctx Context) (to Address, due bool) {
+	exec, _, _ := tr.assignment(rollback)
+	down := hosts.IsDown(exec)
+	if !down && ctx.Time <= m.LeaseExpiry(hosts, tr, rollback) {
+		return Address{}, false
+	}
+	to, ok := m.nextHost(hosts, c, i, rollback, exec)
+	return to, ok || !down
+}
+
+// nextHost returns the first live host of the function of task i (or of
+// its rollback) after exec, in address order and around; false when none
+// but exec is live.
+func (m *Machine) nextHost(hosts *Hosts, c *compiled, i int, rollback bool, exec Address) (Address, bool) {
+	fn := c.op.Tasks[i].Run
+	if rollback {
+		fn = c.op.Tasks[i].Rollback
+	}
+	all := hosts.Of(fn, m.vals)
+	at := indexOf(all, exec)
+	for k := 1; k < len(all); k++ {
+		if a := all[(at+k)%len(all)]; a != exec && !hosts.IsDown(a) {
+			return a, true
+		}
+	}
+	return Address{}, false
+}
+
+// applyFailover applies a failover whose lease expired: it marks the
+// silent executor down and moves the work to the next live host, with a
+// fresh deadline and the same idempotency key; with no live host to move
+// to, the work stays and waits for its executor or its timeout.
+func (m *Machine) applyFailover(st *Overlay, ctx Context, f *Failover, out *Applied) ([]Entry, error) {
+	r, c, s, i, err := m.load(st, f.Operation, f.Task)
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("failover of task %q", f.Task)
+	if f.Rollback {
+		what = fmt.Sprintf("failover of the rollback of task %q", f.Task)
+	}
+	tr := &r.Tasks[i]
+	t := s.Task(i)
+	if f.Rollback && !t.Undoing || !f.Rollback && (t.Status != taskrt.TaskRunning || r.Saga.RollbackStage >= 0) {
+		return nil, fmt.Errorf("%s: %w", what, taskrt.ErrTaskNotActive)
+	}
+	exec, since, _ := tr.assignment(f.Rollback)
+	if exec != f.From {
+		return nil, fmt.Errorf("%s from %s: the work is assigned to %s: %w", what, f.From.Hex(), exec.Hex(), ErrNotExecutor)
+	}
+	hosts, err := st.Hosts()
+	if err != nil {
+		return nil, err
+	}
+	to, due := m.failoverDue(hosts, c, tr, i, f.Rollback, ctx)
+	if !due {
+		return nil, fmt.Errorf("%s from %s: lease until block time %d, block at %d: %w", what, exec.Hex(), m.LeaseExpiry(hosts, tr, f.Rollback), ctx.Time, ErrLeaseHeld)
+	}
+	reason := fmt.Sprintf("executor %s is down", exec.Hex())
+	if !hosts.IsDown(exec) {
+		reason = fmt.Sprintf("executor %s signed nothing a block carried since block time %d (lease %d ms)",
+			exec.Hex(), max(hosts.LastSeen(exec), since), m.genesis.Params.ExecutorLease())
+		hosts.markDown(exec, ctx.Height)
+		out.Results = append(out.Results, mustRLP([]any{"executor_down", exec, ctx.Height}))
+	}
+	st.timedOut(taskKey{f.Operation, f.Task, f.Rollback})
+	if to == (Address{}) {
+		return nil, nil // nowhere to go: the work waits for its executor
+	}
+	evs, err := s.Moved(i, f.Rollback, exec.Hex(), to.Hex(), reason)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	pol := taskrt.PolicyOf(c.op, c.op.Tasks[i])
+	deadline := ctx.Time + uint64(pol.Timeout.Milliseconds())
+	if f.Rollback {
+		tr.RollbackExecutor, tr.RollbackSince, tr.RollbackDeadline = to, ctx.Time, deadline
+		tr.RollbackMoves++
+	} else {
+		tr.Executor, tr.Since, tr.Deadline = to, ctx.Time, deadline
+		tr.Moves++
+	}
+	return m.follow(r, c, s, ctx, hosts, nil, evs, out)
+}
+
+// seen records in hosts that a block at ctx carried an entry signed by a;
+// that an executor marked down is up again is a decision of the block.
+func (m *Machine) seen(hosts *Hosts, a Address, ctx Context, out *Applied) {
+	if hosts.seen(a, ctx.Time) {
+		out.Results = append(out.Results, mustRLP([]any{"executor_up", a, ctx.Height}))
+	}
 }
 
 // Compiled returns the parsed operation and plan of a record.
@@ -489,6 +647,18 @@ var (
 	ErrNotExecutor = errors.New("signer is not the assigned executor")
 	ErrNotDue      = errors.New("deadline has not passed")
 	ErrStale       = errors.New("announcement is not newer than the last one")
+	// ErrSuperseded reports an attestation for an assignment of a task
+	// that has since moved (and perhaps come back): it changes nothing.
+	ErrSuperseded = errors.New("the assignment it answers has moved on")
+	// ErrStaleHeartbeat reports a heartbeat from longer than a lease
+	// before the block, or from after it.
+	ErrStaleHeartbeat = errors.New("heartbeat is not within the lease of the block's time")
+	// ErrLeaseHeld reports a failover of work whose executor still holds
+	// its lease, or that has nowhere to move.
+	ErrLeaseHeld = errors.New("the executor's lease has not expired")
+	// ErrFailoverDue refuses a timeout of work whose executor went silent
+	// while another host is live: the work moves instead (see Failover).
+	ErrFailoverDue = errors.New("a failover is due, not a timeout")
 	// ErrNotAuthorized reports a signer who may make entries of the kind
 	// but not this one: a retry of someone else's operation.
 	ErrNotAuthorized = errors.New("signer may not do this")
@@ -500,12 +670,14 @@ var (
 // apply applies one submitted entry and returns the records it derives.
 // An entry a committed block (or this block) already carries is refused:
 // a signed entry included again, a Retry say, would otherwise act again.
-// Timeouts are exempt: the proposer makes them from the state, the state
-// alone says whether one is due, and one repeated after a retry is the
-// same bytes.
+// Timeouts and failovers are exempt: the proposer makes them from the
+// state, the state alone says whether one is due, and one repeated after
+// a retry (or a second move of the same work from the same executor) is
+// the same bytes.
 func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entry, error) {
 	hash := e.Hash()
-	if e.Kind != KindTimeout {
+	exempt := e.Kind == KindTimeout || e.Kind == KindFailover
+	if !exempt {
 		done, err := st.Recorded(hash)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", e.Kind, hash.Hex(), err)
@@ -518,7 +690,7 @@ func (m *Machine) apply(st *Overlay, ctx Context, e Entry, out *Applied) ([]Entr
 	if err != nil {
 		return nil, err
 	}
-	if e.Kind != KindTimeout {
+	if !exempt {
 		st.record(hash)
 	}
 	return derived, nil
@@ -642,6 +814,13 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 				return nil, fmt.Errorf("task %q: %w", b.Task, taskrt.ErrNoSuchTask)
 			}
 			tr := r.Tasks[i]
+			hosts, herr := peekHosts(st)
+			if herr != nil {
+				return nil, herr
+			}
+			if to, due := m.failoverDue(hosts, c, &tr, i, b.Rollback, ctx); due && to != (Address{}) {
+				return nil, fmt.Errorf("task %q: its executor's lease expired, so it moves to %s: %w", b.Task, to.Hex(), ErrFailoverDue)
+			}
 			if b.Rollback {
 				if tr.RollbackDeadline == 0 || ctx.Time <= tr.RollbackDeadline {
 					return nil, fmt.Errorf("rollback of task %q: %w", b.Task, ErrNotDue)
@@ -711,9 +890,34 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if prev, ok := hosts.ByValidator[b.Validator]; ok && b.Seq <= prev.Seq {
 			return nil, fmt.Errorf("announcement %d by %s, last %d: %w", b.Seq, b.Validator.Hex(), prev.Seq, ErrStale)
 		}
-		hosts.ByValidator[b.Validator] = HostEntry{Seq: b.Seq, Functions: append([]string(nil), b.Functions...)}
+		h := hosts.ByValidator[b.Validator]
+		h.Seq, h.Functions = b.Seq, append([]string(nil), b.Functions...)
+		hosts.ByValidator[b.Validator] = h
 		out.Results = append(out.Results, mustRLP([]any{"announcement", b.Validator, b.Seq}))
+		m.seen(hosts, b.Validator, ctx, out)
 		return nil, nil
+
+	case *Heartbeat:
+		if err := m.verifyOnce(hash, func() error { return b.Verify(chainID) }); err != nil {
+			return nil, err
+		}
+		if !m.vals.Has(b.Executor) {
+			return nil, fmt.Errorf("heartbeat by %s: %w", b.Executor.Hex(), ErrNotValidator)
+		}
+		lease := m.genesis.Params.ExecutorLease()
+		if b.Time > ctx.Time || ctx.Time-b.Time > lease {
+			return nil, fmt.Errorf("heartbeat by %s from block time %d, in a block at %d: %w (executor_lease_ms %d)",
+				b.Executor.Hex(), b.Time, ctx.Time, ErrStaleHeartbeat, lease)
+		}
+		hosts, err := st.Hosts()
+		if err != nil {
+			return nil, err
+		}
+		m.seen(hosts, b.Executor, ctx, out)
+		return nil, nil
+
+	case *Failover:
+		return m.applyFailover(st, ctx, b, out)
 
 	case *Evidence:
 		if err := m.verifyOnce(hash, func() error { return m.checkEvidence(b) }); err != nil {
@@ -747,15 +951,12 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	var acts []taskrt.Action
 	var evs []taskrt.Event
 	var own map[string]string
+	if err := checkAssignment(&r.Tasks[i], a); err != nil {
+		return nil, err
+	}
 	if a.Rollback {
-		if want := r.Tasks[i].RollbackExecutor; a.Executor != want {
-			return nil, fmt.Errorf("rollback of task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
-		}
 		acts, evs, err = s.RollbackDone(i, a.Error == "", int(a.Attempts), a.Error)
 	} else {
-		if want := r.Tasks[i].Executor; a.Executor != want {
-			return nil, fmt.Errorf("task %q signed by %s, assigned to %s: %w", a.Task, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
-		}
 		res := m.judge(st, c, s, i, a)
 		acts, evs, err = s.TaskDone(i, res)
 		if err == nil && a.Error == "" && res.Reason != "" {
@@ -769,7 +970,28 @@ func (m *Machine) applyAttestation(st *Overlay, ctx Context, a *Attestation, out
 	if err != nil {
 		return nil, err
 	}
+	m.seen(hosts, a.Executor, ctx, out)
 	return m.followOwn(r, c, s, ctx, hosts, acts, evs, out, own)
+}
+
+// checkAssignment checks that a is signed by the executor tr assigns the
+// work to, for its current assignment: an attestation from before a move
+// is refused and changes nothing, whoever holds the work now.
+func checkAssignment(tr *TaskRecord, a *Attestation) error {
+	what := fmt.Sprintf("task %q", a.Task)
+	if a.Rollback {
+		what = "rollback of " + what
+	}
+	want, _, moves := tr.assignment(a.Rollback)
+	switch {
+	case a.Executor != want && moves > 0:
+		return fmt.Errorf("%s signed by %s, which moved to %s (assignment %d): %w", what, a.Executor.Hex(), want.Hex(), moves, ErrNotExecutor)
+	case a.Executor != want:
+		return fmt.Errorf("%s signed by %s, assigned to %s: %w", what, a.Executor.Hex(), want.Hex(), ErrNotExecutor)
+	case a.Assignment != moves:
+		return fmt.Errorf("%s: attestation for assignment %d, the current one is %d: %w", what, a.Assignment, moves, ErrSuperseded)
+	}
+	return nil
 }
 
 // rootReason is what the results root records of why the machine judged
@@ -964,7 +1186,7 @@ func (m *Machine) followOwn(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Contex
 			if kind == KindRollbackRelease {
 				fn = t.Rollback
 			}
-			execs := hosts.Of(fn, m.vals)
+			execs := hosts.Live(hosts.Of(fn, m.vals))
 			if len(execs) == 0 {
 				return nil, fmt.Errorf("task %q: function %q: %w", t.ID, fn, ErrNotHosted)
 			}
@@ -976,9 +1198,10 @@ func (m *Machine) followOwn(r *OpRecord, c *compiled, s *taskrt.Saga, ctx Contex
 			}
 			deadline := ctx.Time + uint64(taskrt.PolicyOf(c.op, t).Timeout.Milliseconds())
 			if kind == KindStageRelease {
-				r.Tasks[i].Executor, r.Tasks[i].Deadline = exec, deadline
+				r.Tasks[i].Executor, r.Tasks[i].Deadline, r.Tasks[i].Since = exec, deadline, ctx.Time
 			} else {
-				r.Tasks[i].RollbackExecutor, r.Tasks[i].RollbackDeadline = exec, deadline
+				tr := &r.Tasks[i]
+				tr.RollbackExecutor, tr.RollbackDeadline, tr.RollbackSince = exec, deadline, ctx.Time
 			}
 			rec.Tasks = append(rec.Tasks, TaskRef{ID: t.ID, Run: t.Run, Rollback: t.Rollback, Rule: t.Validate,
 				RuleHash: crypto.Keccak256Hash([]byte(t.Validate)), Executor: exec, Deadline: deadline})
@@ -1045,6 +1268,9 @@ func eventLeaf(op Hash, ev taskrt.Event, reason string) []byte {
 		if *ev.Valid {
 			valid = 2
 		}
+	}
+	if ev.From != "" || ev.To != "" {
+		return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, reason, ev.From, ev.To})
 	}
 	return mustRLP([]any{op, uint64(ev.Seq), ev.Type, stage, ev.Task, valid, ev.Status, reason})
 }

@@ -32,11 +32,29 @@ type OpRecord struct {
 }
 
 // TaskRecord is the ledger's assignment of one task and of its rollback.
+// Since is the block time of the current assignment, from which the
+// executor's lease runs (see Machine.LeaseExpiry), and Moves counts the
+// times it moved to another host because its executor went silent: an
+// attestation names the assignment it answers (Attestation.Assignment),
+// so one from before a move is refused.
 type TaskRecord struct {
 	Executor         Address `json:"executor"`
 	Deadline         uint64  `json:"deadline,omitempty"`
+	Since            uint64  `json:"since,omitempty"`
+	Moves            uint64  `json:"moves,omitempty"`
 	RollbackExecutor Address `json:"rollback_executor,omitzero"`
 	RollbackDeadline uint64  `json:"rollback_deadline,omitempty"`
+	RollbackSince    uint64  `json:"rollback_since,omitempty"`
+	RollbackMoves    uint64  `json:"rollback_moves,omitempty"`
+}
+
+// assignment returns the executor, the time since which it holds the
+// work, and the moves of the task's run or of its rollback.
+func (t *TaskRecord) assignment(rollback bool) (exec Address, since, moves uint64) {
+	if rollback {
+		return t.RollbackExecutor, t.RollbackSince, t.RollbackMoves
+	}
+	return t.Executor, t.Since, t.Moves
 }
 
 // StageHashes are the entry hashes of a stage's records: its release and
@@ -62,16 +80,76 @@ func cloneSagaState(st taskrt.SagaState) taskrt.SagaState {
 	return st
 }
 
-// Hosts records which validator announced which functions.
+// Hosts records which executor announced which functions, and what the
+// chain knows of each executor's liveness.
 type Hosts struct {
-	// ByValidator holds each validator's latest announcement.
+	// ByValidator holds each executor's latest announcement and liveness.
 	ByValidator map[Address]HostEntry `json:"by_validator"`
 }
 
-// HostEntry is one validator's latest announcement.
+// HostEntry is one executor's latest announcement (Seq 0 for none) and
+// its liveness as the chain saw it: the block time of the last block that
+// carried an entry it signed, and whether a lease of its expired since,
+// at which height. An executor marked down gets no new work while another
+// host of the function is up, and is up again with the next entry it
+// signs that a block carries (a heartbeat, say).
 type HostEntry struct {
-	Seq       uint64   `json:"seq"`
-	Functions []string `json:"functions"`
+	Seq        uint64   `json:"seq"`
+	Functions  []string `json:"functions"`
+	LastSeen   uint64   `json:"last_seen,omitempty"`
+	Down       bool     `json:"down,omitempty"`
+	DownHeight uint64   `json:"down_height,omitempty"`
+}
+
+// IsDown reports whether the chain marks executor a as down.
+func (h *Hosts) IsDown(a Address) bool { return h.ByValidator[a].Down }
+
+// LastSeen returns the block time of the last block that carried an entry
+// a signed, 0 if none did.
+func (h *Hosts) LastSeen(a Address) uint64 { return h.ByValidator[a].LastSeen }
+
+// Down returns the executors marked down, sorted by address.
+func (h *Hosts) Down() []Address {
+	var out []Address
+	for a, e := range h.ByValidator {
+		if e.Down {
+			out = append(out, a)
+		}
+	}
+	return sortedAddrs(out)
+}
+
+// Live returns the executors of hosts that are not marked down, in order;
+// all of hosts when every one is, so that work still has somewhere to go
+// (it waits there for the host to return, or for its timeout).
+func (h *Hosts) Live(hosts []Address) []Address {
+	var out []Address
+	for _, a := range hosts {
+		if !h.IsDown(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return hosts
+	}
+	return out
+}
+
+// seen records that a block at time t carried an entry a signed, and
+// reports whether that brought a back up.
+func (h *Hosts) seen(a Address, t uint64) (up bool) {
+	e := h.ByValidator[a]
+	up = e.Down
+	e.LastSeen, e.Down, e.DownHeight = max(e.LastSeen, t), false, 0
+	h.ByValidator[a] = e
+	return up
+}
+
+// markDown records that a lease of executor a expired at height.
+func (h *Hosts) markDown(a Address, height uint64) {
+	e := h.ByValidator[a]
+	e.Down, e.DownHeight = true, height
+	h.ByValidator[a] = e
 }
 
 // Of returns, sorted by address, the validators hosting fn besides the

@@ -56,6 +56,11 @@ const (
 	EventTaskRollbackFailed = "task_rollback_failed"
 	EventRollbackRetried    = "rollback_retried"
 	EventFinished           = "finished"
+	// EventTaskMoved and EventRollbackMoved record that a task's run, or
+	// its rollback, moved from an executor that went silent to another
+	// host of its function (see Saga.Moved).
+	EventTaskMoved     = "task_moved"
+	EventRollbackMoved = "rollback_moved"
 )
 
 // Event is one step of an operation's history. The kernel fills everything
@@ -69,6 +74,10 @@ type Event struct {
 	Valid  *bool  `json:"valid,omitempty"`
 	Status string `json:"status,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// From and To are the executors of a move (EventTaskMoved,
+	// EventRollbackMoved), as the ledger names them.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
 }
 
 // ActionKind says what a caller must do next.
@@ -292,6 +301,33 @@ func (s *Saga) TimeOut(reason string) ([]Action, []Event, error) {
 	}
 	s.advance()
 	return s.flush()
+}
+
+// Moved records that the run of task i (or its rollback) moved from the
+// executor from to the executor to, for reason. A move changes no state
+// of the saga: the task is still running (or undoing), with the same
+// idempotency key, and its timeout and retries start again on its new
+// host, since a host that went silent did not use them. It returns the
+// event, which the caller records with the others.
+func (s *Saga) Moved(i int, rollback bool, from, to, reason string) ([]Event, error) {
+	if i < 0 || i >= len(s.st.Tasks) {
+		return nil, fmt.Errorf("task %d: %w", i, ErrNoSuchTask)
+	}
+	t := s.st.Tasks[i]
+	typ, stage := EventTaskMoved, s.plan.StageOf[i]
+	switch {
+	case rollback && !t.Undoing:
+		return nil, fmt.Errorf("rollback of task %q: %w", s.id(i), ErrTaskNotActive)
+	case rollback:
+		typ = EventRollbackMoved
+	default:
+		if _, err := s.running(i); err != nil {
+			return nil, err
+		}
+	}
+	s.emit(Event{Type: typ, Stage: intp(stage), Task: s.id(i), Reason: reason, From: from, To: to})
+	_, evs, err := s.flush()
+	return evs, err
 }
 
 // RollbackDone records that the rollback of task i ended: undone, or failed
