@@ -323,10 +323,13 @@ const DomainHeartbeat Domain = "sagachain/heartbeat/v1"
 // Heartbeat is an executor's signed word that it is alive. An executor
 // sends one while a run of its goes on longer than a fraction of the
 // lease (an attestation renews the lease as well), and when it finds the
-// chain marks it down. Time is the block time of the head it had: a block
-// takes a heartbeat only within the lease of that time, so a heartbeat
-// held back cannot vouch for an executor long gone, and Time makes each
-// heartbeat a distinct entry.
+// chain marks it down. Time is the executor's clock when it signed (Unix
+// milliseconds): a block takes a heartbeat only if it was signed within
+// the lease before the block's time (and not further after it than
+// params.max_clock_drift_ms), so a heartbeat held back cannot vouch for an
+// executor long gone; and Time makes each heartbeat a distinct entry. The
+// head's block time would not do: a chain with nothing else to carry
+// makes no blocks, and a heartbeat must keep a long run's lease then too.
 type Heartbeat struct {
 	Executor  Address
 	Time      uint64

@@ -650,8 +650,8 @@ var (
 	// ErrSuperseded reports an attestation for an assignment of a task
 	// that has since moved (and perhaps come back): it changes nothing.
 	ErrSuperseded = errors.New("the assignment it answers has moved on")
-	// ErrStaleHeartbeat reports a heartbeat from longer than a lease
-	// before the block, or from after it.
+	// ErrStaleHeartbeat reports a heartbeat signed longer than a lease
+	// before the block's time, or further after it than clocks may drift.
 	ErrStaleHeartbeat = errors.New("heartbeat is not within the lease of the block's time")
 	// ErrLeaseHeld reports a failover of work whose executor still holds
 	// its lease, or that has nowhere to move.
@@ -904,10 +904,10 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if !m.vals.Has(b.Executor) {
 			return nil, fmt.Errorf("heartbeat by %s: %w", b.Executor.Hex(), ErrNotValidator)
 		}
-		lease := m.genesis.Params.ExecutorLease()
-		if b.Time > ctx.Time || ctx.Time-b.Time > lease {
-			return nil, fmt.Errorf("heartbeat by %s from block time %d, in a block at %d: %w (executor_lease_ms %d)",
-				b.Executor.Hex(), b.Time, ctx.Time, ErrStaleHeartbeat, lease)
+		lease, drift := m.genesis.Params.ExecutorLease(), m.genesis.Params.MaxClockDriftMS
+		if b.Time > ctx.Time+drift || b.Time+lease < ctx.Time {
+			return nil, fmt.Errorf("heartbeat by %s signed at %d, in a block at %d: %w (executor_lease_ms %d, max_clock_drift_ms %d)",
+				b.Executor.Hex(), b.Time, ctx.Time, ErrStaleHeartbeat, lease, drift)
 		}
 		hosts, err := st.Hosts()
 		if err != nil {

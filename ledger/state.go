@@ -362,13 +362,28 @@ func (o *Overlay) Operation(id Hash) (*OpRecord, error) {
 	if r, ok := o.ops[id]; ok {
 		return r, nil
 	}
-	r, err := o.base.Operation(id)
+	r, err := o.peekBase(id)
 	if err != nil {
 		return nil, err
 	}
 	r = r.clone()
 	o.ops[id] = r
 	return r, nil
+}
+
+// peekBase reads record id from the base without making an overlay it
+// was made over keep a copy: an entry a proposer tries and leaves out
+// must not make its block rewrite the records it read, which the write
+// budget never measured. The record returned is not to be modified.
+func (o *Overlay) peekBase(id Hash) (*OpRecord, error) {
+	p, ok := o.base.(*Overlay)
+	if !ok {
+		return o.base.Operation(id)
+	}
+	if r, ok := p.ops[id]; ok {
+		return r, nil
+	}
+	return p.peekBase(id)
 }
 
 // Absorb moves the changes of child, an overlay made over o, into o.

@@ -155,7 +155,7 @@ func VerifyChain(g *Genesis, src BlockSource) (*VerifyReport, error) {
 			case KindSubmission:
 				rep.Operations++
 				rep.Signatures++
-			case KindAttestation, KindRollbackAttestation, KindAttestations, KindRetry, KindAnnouncement:
+			case KindAttestation, KindRollbackAttestation, KindAttestations, KindRetry, KindAnnouncement, KindHeartbeat:
 				rep.Signatures++
 			case KindEvidence:
 				rep.Signatures += 2

@@ -287,3 +287,31 @@ func TestBlockWriteBudgetBatchOfOneOperation(t *testing.T) {
 		t.Errorf("operation %s, want completed", st)
 	}
 }
+
+// TestRefusedEntryLeavesTheBlockUntouched: an entry a proposer tries and
+// leaves out must not leave the records it read in the block's overlay.
+// Reading through an overlay used to keep a copy at every level, so the
+// block rewrote records the write budget never measured: with failovers
+// of twelve ~900 KB records the proposer's block went over badger's
+// transaction limit and every node failed to commit it.
+func TestRefusedEntryLeavesTheBlockUntouched(t *testing.T) {
+	c := newTestChain(t)
+	sub, id := c.submit(slowOp)
+	c.block(10, sub)
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+	block := NewOverlay(c.st)
+	// Refused: task "a" is not a task the operation's stage runs as such
+	// a rollback (the stage is not rolling back).
+	if _, err := c.m.Try(NewOverlay(block), ctx, c.attestRunning(id, "a", true), nil); err == nil {
+		t.Fatal("a rollback attestation of a running task was accepted")
+	}
+	if ops, _ := block.Changes(); len(ops) != 0 {
+		t.Fatalf("the block holds %d records after a refused entry, want none", len(ops))
+	}
+	if _, err := block.Operation(id); err != nil {
+		t.Fatal(err)
+	}
+	if ops, _ := block.Changes(); len(ops) != 1 {
+		t.Fatalf("the block holds %d records after reading one, want it", len(ops))
+	}
+}

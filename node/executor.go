@@ -29,9 +29,14 @@ type Executor struct {
 	finished func(function string, rollback bool, took time.Duration, failed bool)
 
 	mu sync.Mutex
-	// started holds the idempotency keys of runs started here whose task
-	// the ledger still shows running: an attestation may be on its way.
-	started map[string]bool
+	// started maps the idempotency keys of runs started here whose task
+	// the ledger still shows running to the assignment (TaskRecord.Moves)
+	// they run: an attestation may be on its way. Work that moved away and
+	// came back is a new assignment, and runs again.
+	started map[string]uint64
+	// attested is when this node last submitted attestations: they renew
+	// its lease as a heartbeat does (see heartbeat).
+	attested time.Time
 	// inflight counts the runs started and not finished; pending holds the
 	// attestations of finished runs not yet signed (see finish).
 	inflight int
@@ -45,7 +50,7 @@ type Executor struct {
 // NewExecutor returns an executor whose runs live as long as ctx.
 func NewExecutor(ctx context.Context, m *ledger.Machine, reg *taskrt.Registry, key *ledger.PrivateKey, submit func(ledger.Entry) error, log *slog.Logger) *Executor {
 	return &Executor{machine: m, registry: reg, invoker: taskrt.NewInvoker(seedOf(key), 256), key: key,
-		submit: submit, log: log, started: make(map[string]bool), ctx: ctx, linger: attestLinger}
+		submit: submit, log: log, started: make(map[string]uint64), ctx: ctx, linger: attestLinger}
 }
 
 func seedOf(k *ledger.PrivateKey) uint64 {
@@ -59,6 +64,15 @@ func seedOf(k *ledger.PrivateKey) uint64 {
 
 // Wait waits for every run started so far.
 func (x *Executor) Wait() { x.wg.Wait() }
+
+// Busy reports whether a run of this node is going, and when it last
+// submitted attestations: what decides whether its lease needs a
+// heartbeat.
+func (x *Executor) Busy() (running bool, attested time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.inflight > 0, x.attested
+}
 
 // Consider starts whatever of these operations is assigned to this node and
 // not yet running here.
@@ -107,6 +121,15 @@ func (x *Executor) forget(r *ledger.OpRecord, i int, running, undoing bool) {
 	id := op.Tasks[i].ID
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	// Work that moved to another host is no longer this node's to start;
+	// forgetting it lets it run again should it come back.
+	me, tr := x.key.Address(), r.Tasks[i]
+	if tr.Executor != me {
+		delete(x.started, taskrt.IdempotencyKey(r.ID.Hex(), id, false))
+	}
+	if tr.RollbackExecutor != me {
+		delete(x.started, taskrt.IdempotencyKey(r.ID.Hex(), id, true))
+	}
 	if !running {
 		delete(x.started, taskrt.IdempotencyKey(r.ID.Hex(), id, false))
 	}
@@ -123,12 +146,16 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool, recordWrites 
 	}
 	t := op.Tasks[i]
 	key := taskrt.IdempotencyKey(r.ID.Hex(), t.ID, rollback)
+	assignment := r.Tasks[i].Moves
+	if rollback {
+		assignment = r.Tasks[i].RollbackMoves
+	}
 	x.mu.Lock()
-	if x.started[key] {
+	if a, ok := x.started[key]; ok && a == assignment {
 		x.mu.Unlock()
 		return
 	}
-	x.started[key] = true
+	x.started[key] = assignment
 	x.mu.Unlock()
 
 	saga, err := taskrt.ResumeSaga(plan, r.Saga)
@@ -136,8 +163,10 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool, recordWrites 
 		x.log.Error("cannot resume a recorded operation", "op", r.ID, "err", err)
 		return
 	}
+	// Attempts on hosts the work moved away from count: the function sees
+	// its attempts numbered after them, and the attestation counts them.
 	req := taskrt.Request{Operation: r.ID.Hex(), Task: t.ID, IdempotencyKey: key, Inputs: saga.Inputs(i),
-		Params: t.Params, Outputs: t.Outputs}
+		Params: t.Params, Outputs: t.Outputs, Attempt: int(assignment)}
 	pol := taskrt.PolicyOf(op, t)
 	fn := t.Run
 	prevAttempts := 0
@@ -164,6 +193,10 @@ func (x *Executor) start(r *ledger.OpRecord, i int, rollback bool, recordWrites 
 	go func() {
 		defer x.wg.Done()
 		a := x.run(r.ID, t.ID, fn, rollback, req, pol)
+		if a != nil {
+			a.Assignment = assignment
+			a.Attempts += assignment
+		}
 		if a != nil && rollback {
 			// Rollback attempts count across retries: a retried rollback
 			// that fails as before is then a new attestation, not the
@@ -343,6 +376,11 @@ func (x *Executor) submitSigned(as []*ledger.Attestation) {
 	if err == nil {
 		x.machine.MarkVerified(e)
 		err = x.submit(e)
+	}
+	if err == nil {
+		x.mu.Lock()
+		x.attested = time.Now()
+		x.mu.Unlock()
 	}
 	if err != nil {
 		x.log.Warn("attestations not submitted", "count", len(as), "first_op", as[0].Operation, "first_task", as[0].Task, "err", err)

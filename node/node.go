@@ -57,6 +57,7 @@ type Node struct {
 	feed     event.Feed
 	subs     event.SubscriptionScope
 	executor *Executor
+	beat     *heartbeat
 	driver   *consensus.Driver
 	metrics  *metrics.Metrics
 	watch    *failureWatch
@@ -220,6 +221,15 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if err := n.announce(); err != nil {
 		return err
+	}
+	if n.isValidator() {
+		n.beat = newHeartbeat(n)
+		n.beat.poke() // a node that was down comes back at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.beat.run(ctx)
+		}()
 	}
 	close(n.ready)
 	n.log.Info("node started", "chain", n.machine.Genesis().ChainID, "validator", n.opts.Key.Address().Hex(),
@@ -727,6 +737,9 @@ func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	if execute {
 		n.executor.Consider(ops)
 	}
+	if n.beat != nil && carries(b, ledger.KindFailover) {
+		n.beat.poke() // it may have marked this node down
+	}
 	n.pruneMempool(b.Header.Height)
 	n.mu.Lock()
 	for _, h := range hashes {
@@ -738,6 +751,16 @@ func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	n.mu.Unlock()
 	n.feed.Send(rpc.CommitEvent{Block: b, Ops: ops})
 	return ops, nil
+}
+
+// carries reports whether b carries an entry of kind k.
+func carries(b *ledger.Block, k ledger.Kind) bool {
+	for _, e := range b.Entries {
+		if e.Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 // SaveConsensusState implements consensus.Host.

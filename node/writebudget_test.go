@@ -32,6 +32,10 @@ func newBudgetNet(t *testing.T) *budgetNet {
 	t.Helper()
 	n := &budgetNet{t: t, user: key(t, 100), now: time.UnixMilli(1_000_000)}
 	n.g = &ledger.Genesis{ChainID: "budget-net", Time: 1, Submitters: []ledger.Address{n.user.Address()}, Params: ledger.DefaultParams()}
+	// No executor runs here: a lease longer than any test lets the tasks
+	// time out where they are rather than move (the timeouts are what
+	// these tests spread over blocks).
+	n.g.Params.ExecutorLeaseMS = 3_600_000
 	for i := range 4 {
 		k := key(t, byte(i+1))
 		n.keys = append(n.keys, k)

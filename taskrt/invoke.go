@@ -27,11 +27,14 @@ func NewInvoker(seed uint64, parallelism int) *Invoker {
 // Invoke calls f until it succeeds, fails permanently, runs out of
 // attempts or of time. It returns the output, the number of attempts made
 // and the last error; an error caused by the timeout wraps
-// context.DeadlineExceeded.
+// context.DeadlineExceeded. The function sees its attempts numbered after
+// req.Attempt, 0 unless attempts ran elsewhere first (on an executor the
+// work moved away from); they do not use up pol.Attempts.
 func (v *Invoker) Invoke(ctx context.Context, f Function, req Request, pol Policy) (map[string]any, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, pol.Timeout)
 	defer cancel()
 	attempts := max(pol.Attempts, 1)
+	before := req.Attempt
 	var err error
 	for n := 1; n <= attempts; n++ {
 		select {
@@ -39,7 +42,7 @@ func (v *Invoker) Invoke(ctx context.Context, f Function, req Request, pol Polic
 		case <-ctx.Done():
 			return nil, n - 1, fmt.Errorf("waiting to start attempt %d: %w", n, context.Cause(ctx))
 		}
-		req.Attempt = n
+		req.Attempt = before + n
 		var out map[string]any
 		out, err = f.Call(ctx, req)
 		<-v.slots
