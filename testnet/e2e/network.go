@@ -50,6 +50,9 @@ type Network struct {
 	Observers  []*Node
 	Genesis    *ledger.Genesis
 	ClientKey  *ledger.PrivateKey
+	// Outages are the validators the steps took out and brought back, in
+	// order.
+	Outages []Outage
 
 	env  Env
 	user string // HOME of the test's user: ~/.sagachain/client.key
