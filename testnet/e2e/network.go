@@ -50,13 +50,17 @@ type Network struct {
 	Observers  []*Node
 	Genesis    *ledger.Genesis
 	ClientKey  *ledger.PrivateKey
+	// Outages are the validators the steps took out and brought back, in
+	// order.
+	Outages []Outage
 
 	env  Env
 	user string // HOME of the test's user: ~/.sagachain/client.key
 	dir  string
-	// finals remembers, per node, the operations seen final there: final
-	// is forever, so Check asks each node about each operation until then.
-	finals map[string]map[ledger.Hash]taskrt.OpStatus
+	// finals remembers, per node, the operations seen final there, as the
+	// node showed them then: final is forever, so Check asks each node
+	// about each operation until then.
+	finals map[string]map[ledger.Hash]*taskrt.OperationView
 }
 
 // Readiness bounds.
@@ -88,7 +92,7 @@ func Start(t testing.TB, env Env, tn Testnet) *Network {
 		t.Fatalf("testnet: %d validators", tn.Validators)
 	}
 	n := &Network{Testnet: tn, env: env, user: t.TempDir(), dir: t.TempDir(),
-		finals: map[string]map[ledger.Hash]taskrt.OpStatus{}}
+		finals: map[string]map[ledger.Hash]*taskrt.OperationView{}}
 	logs := t.TempDir()
 	var err error
 	switch env.Backend {

@@ -96,11 +96,25 @@ func (n *Network) others(nodes ...*Node) []*Node {
 	return out
 }
 
+// Outage is one validator a step took out (killed, paused or
+// disconnected) and brought back.
+type Outage struct {
+	Node *Node
+	// What is "killed", "paused" or "disconnected".
+	What string
+	// Down is when the step began to take the node out; Up when the node
+	// was back (restarted and answering, resumed, reconnected). A fault's
+	// effects are looked for from Down on, so Down errs early.
+	Down, Up time.Time
+}
+
 // outage takes one validator out with down, checks that the others commit
 // at least one block meanwhile (one of four out still leaves a quorum),
-// keeps it out for at least d, and brings it back with up.
+// keeps it out for at least d, brings it back with up, and records it in
+// n.Outages.
 func (n *Network) outage(nd *Node, d time.Duration, what string, down, up func(*Node) error) (string, error) {
 	rest := n.others(nd)
+	o := Outage{Node: nd, What: what, Down: time.Now()}
 	if err := down(nd); err != nil {
 		return "", err
 	}
@@ -116,6 +130,8 @@ func (n *Network) outage(nd *Node, d time.Duration, what string, down, up func(*
 	if err := up(nd); err != nil {
 		return "", err
 	}
+	o.Up = time.Now()
+	n.Outages = append(n.Outages, o)
 	return fmt.Sprintf("%s %s at height %d for %s; the other %d committed on to height %d meanwhile (first block after %s)",
 		nd.Name, what, before, max(d, took).Round(100*time.Millisecond), len(rest), reached, took.Round(100*time.Millisecond)), nil
 }

@@ -85,6 +85,10 @@ type Step struct {
 	// Down is how long the nodes stay killed, paused or disconnected; for
 	// Halt, how long the rest must stand still.
 	Down time.Duration
+	// Before is how long the load runs before the step perturbs anything;
+	// zero means a second. A randomised schedule sets it so that a fault
+	// meets the operations in flight at a moment of its own.
+	Before time.Duration
 }
 
 // Load is the operations a testnet's load submits: Workers goroutines, each
