@@ -48,7 +48,8 @@
 //     genesis validators, counted by recovered address, signed it.
 //   - Entry: [kind, body], kind 1 submission, 2 stage release, 3
 //     attestation, 4 timeout, 5 rollback release, 6 rollback attestation,
-//     7 retry, 8 announcement, 9 evidence, 10 attestations. The entry hash is Keccak256 of
+//     7 retry, 8 announcement, 9 evidence, 10 attestations, 11 heartbeat,
+//     12 failover. The entry hash is Keccak256 of
 //     that RLP; the entries root is the Merkle root (below) of the entry
 //     hashes in block order.
 //   - Submission body: [operation (the operation file as canonical JSON),
@@ -57,11 +58,15 @@
 //     submission entry.
 //   - Attestation body (kinds 3 and 6): [operation id, task, rollback,
 //     attempts, output (JSON bytes), error, permanent, executor, signature],
-//     signed as sign("sagachain/attestation/v1", the same list without the
-//     signature). The executor must be the one the stage record named.
+//     signature, assignment), signed as sign("sagachain/attestation/v1",
+//     the same list without the signature). assignment, the count of moves
+//     of the work the executor ran (see Failover below), is left out of
+//     both lists when it is 0, so an attestation of work that never moved
+//     encodes as it always did. The executor must be the one the ledger
+//     assigns the work to now, and assignment its current one.
 //   - Attestations body (kind 10), several attestations by one executor:
 //     [[[operation id, task, rollback, attempts, output, error,
-//     permanent]…], executor, signature], signed as
+//     permanent, assignment (left out when 0)]…], executor, signature], signed as
 //     sign("sagachain/attestations/v1", [items, executor]). Each item is
 //     applied in order as the attestation it stands for; an item that no
 //     longer fits the state (its task finished, timed out or moved to
@@ -78,6 +83,11 @@
 //     so an operation's records form their own hash chain.
 //   - Timeout body: [operation id, task ("" for the operation's own
 //     timeout), rollback].
+//   - Heartbeat body: [executor, time (the signer's clock, Unix ms),
+//     signature], signed as sign("sagachain/heartbeat/v1", [executor,
+//     time]).
+//   - Failover body (made by proposers, unsigned): [operation id, task,
+//     rollback, from].
 //   - Evidence body: [vote, vote], two conflicting signed votes.
 //
 // Merkle roots (entries root, results root) follow RFC 6962 with
@@ -88,8 +98,13 @@
 // decision that applying block h made, each the RLP [operation id, event
 // seq, event type, stage+1 (0 for none), task, valid (0 none, 1 false, 2
 // true), status, reason], or for an announcement ["announcement",
-// validator, seq], for evidence ["evidence", validator, height, round];
-// an auditor recomputes them by replaying the chain.
+// validator, seq], for evidence ["evidence", validator, height, round],
+// for an executor a failover marks down ["executor_down", executor,
+// height], and for one marked down that a block sees again
+// ["executor_up", executor, height]. The leaf of a move event
+// (task_moved, rollback_moved) carries the two executors after the
+// reason: [..., reason, from, to]. An auditor recomputes them by
+// replaying the chain.
 //
 // The reason in a leaf is only text this project produces or a signer
 // signed, never a library's message, so that a library upgrade cannot
@@ -114,6 +129,28 @@
 //     timeout of a task (or of its rollback) and an attestation of that
 //     task (or rollback), alone or as a batch item, anywhere in the block,
 //     is invalid. The operation's own timeout (task "") is not affected.
+//   - Leases and failover. Work released to an executor (a task's run or
+//     its rollback) is leased to it from the block time of its assignment;
+//     every block that carries an entry it signed (an attestation, a
+//     batch, a heartbeat, an announcement) renews the lease, recording that
+//     block's time as the executor's last_seen in the host table. When a
+//     block's time is past params.executor_lease_ms after the later of the
+//     two, or the executor is marked down already, a failover of that work
+//     is due: applying it marks the executor down (if it is not) and moves
+//     the work to the first live host of its function after the executor,
+//     in address order and around, with the same idempotency key, a fresh
+//     deadline (the function's timeout was not used) and the assignment
+//     count one up; the move is an event of the operation. With no other
+//     live host the failover only marks the executor down, and the work
+//     waits for it or for its deadline. A timeout of work whose failover
+//     to another host is due is invalid: the fault was not the function's.
+//     New work is assigned among the live hosts (all of them when every
+//     one is down). An executor marked down is up again with the next block
+//     that carries an entry it signed. A heartbeat is taken only when
+//     signed within the lease before the block's time, and no further
+//     after it than params.max_clock_drift_ms. Failovers, like timeouts,
+//     are exempt from the no-replay rule, and an attestation wins over a
+//     failover as it does over a timeout.
 //   - Evidence once: an offence is named by its EvidenceKey, Keccak256 of
 //     RLP ["sagachain/evidence-key/v1", validator, height, round, vote
 //     type]; evidence whose key a committed block (or the same block)
