@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -110,6 +111,31 @@ type Config struct {
 	TimeoutPrecommit time.Duration
 	TimeoutDelta     time.Duration
 	TimeoutMax       time.Duration
+	// TimeoutProposeDown replaces TimeoutPropose in a round whose proposer
+	// the committed state reports down (Core.SetDown): waiting the full
+	// propose timeout for a validator that is known to be dead costs a
+	// whole TimeoutPropose every n heights, most of the throughput of a
+	// busy network whose blocks are tens of milliseconds apart. It only
+	// has to cover a proposal that a validator reported down sends anyway
+	// (it came back and the chain has not yet seen it sign anything): one
+	// gossip hop and a block build, where TimeoutPropose also covers a
+	// live proposer that is busy and carries a margin for slow networks.
+	// Zero means TimeoutPropose/20 (50 ms for the default second).
+	//
+	// It grows with the round in proportion to the propose timeout, by
+	// TimeoutDelta*TimeoutProposeDown/TimeoutPropose a round, and is never
+	// longer than the propose timeout of the same round (so TimeoutMax
+	// caps it too): rounds with a down proposer at round 1 or later (two
+	// validators down next to each other in the rotation) stay short,
+	// and a proposer wrongly reported down still gets a window that widens
+	// as rounds fail. Liveness does not rest on it: the core believes at
+	// most n-Q validators down (see SetDown), so every n consecutive rounds
+	// hold a proposer waited for in full.
+	//
+	// Equal to TimeoutPropose, it turns the short wait off: a proposer
+	// reported down is then waited for like any other. It may not be
+	// longer, nor negative.
+	TimeoutProposeDown time.Duration
 	// VerifyVote checks a vote's signature; nil means v.Verify(ChainID).
 	// A node passes one that remembers what it verified, since its gossip
 	// validation has checked most votes before they reach the core.
@@ -138,10 +164,25 @@ func (c *Config) check() error {
 		return fmt.Errorf("consensus config: negative timeout delta %s", c.TimeoutDelta)
 	case c.TimeoutMax < 0:
 		return fmt.Errorf("consensus config: negative timeout cap %s", c.TimeoutMax)
+	case c.TimeoutProposeDown < 0 || c.TimeoutProposeDown > c.TimeoutPropose:
+		return fmt.Errorf("consensus config: propose timeout for a proposer reported down %s outside 0..%s (the propose timeout)",
+			c.TimeoutProposeDown, c.TimeoutPropose)
 	case c.quorum < 0 || c.quorum > c.Validators.Size():
 		return fmt.Errorf("consensus config: quorum %d out of range", c.quorum)
 	}
 	return nil
+}
+
+// downDivisor gives the default TimeoutProposeDown: TimeoutPropose divided
+// by it.
+const downDivisor = 20
+
+// withDefaults fills in what a zero value leaves to the core.
+func (c Config) withDefaults() Config {
+	if c.TimeoutProposeDown == 0 {
+		c.TimeoutProposeDown = max(c.TimeoutPropose/downDivisor, 1)
+	}
+	return c
 }
 
 // TimeoutInfo asks the driver to call Core.Timeout with it after Duration.
@@ -436,6 +477,15 @@ type Core struct {
 	validity map[ledger.Hash]*verdict // the App's, by block hash: only whole blocks are kept
 	touched  []uint64                 // rounds whose proposal or precommits changed since the commit rule last looked
 
+	// down marks, by validator index, the validators the committed state
+	// reports down at this height (SetDown); nil when none is, when the
+	// driver did not say, or when the short wait is off.
+	down []bool
+	// downDelta is how much the propose timeout of a round whose proposer
+	// is down grows per round: TimeoutDelta scaled like
+	// TimeoutProposeDown.
+	downDelta time.Duration
+
 	persisted persistedKey // of the state last handed to the driver
 	out       Ready
 	errs      []error
@@ -465,6 +515,7 @@ func NewCore(cfg Config, height uint64, state PersistedState) (*Core, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if height == 0 {
 		return nil, errors.New("consensus: height 0 is the genesis; start at 1")
 	}
@@ -477,6 +528,11 @@ func NewCore(cfg Config, height uint64, state PersistedState) (*Core, error) {
 		c.q = cfg.quorum
 	}
 	c.skip = c.n - c.q + 1
+	// TimeoutDelta * TimeoutProposeDown / TimeoutPropose, exactly: the
+	// quotient is at most TimeoutDelta, so it fits.
+	hi, lo := bits.Mul64(uint64(cfg.TimeoutDelta), uint64(cfg.TimeoutProposeDown))
+	q, _ := bits.Div64(hi, lo, uint64(cfg.TimeoutPropose))
+	c.downDelta = time.Duration(q)
 	c.last = [3]SignedRecord{state.LastProposal, state.LastPrevote, state.LastPrecommit}
 	c.enterHeight(height)
 	if state.Height == height {
@@ -512,6 +568,9 @@ func (c *Core) enterHeight(h uint64) {
 	}
 	c.validity = make(map[ledger.Hash]*verdict)
 	c.touched = c.touched[:0]
+	// What was down at the last height says nothing of this one: until the
+	// driver tells, every proposer is waited for in full.
+	c.down = nil
 }
 
 // Status is where a core stands, for the driver's re-publishing and sync
@@ -631,6 +690,57 @@ func (c *Core) Validated(hash ledger.Hash, verdictErr error) (Ready, error) {
 	return c.flush()
 }
 
+// SetDown tells the core which validators the committed state marks down
+// for height, the one it is deciding: the chain's view of who is alive
+// after block height-1, which the driver asks its host for after every
+// commit and whenever it makes a core. It is an input like the others
+// because the core reads nothing itself.
+//
+// It changes no rule and nothing signed, only how long this validator
+// waits: in a round whose proposer is down it waits TimeoutProposeDown
+// for the proposal instead of TimeoutPropose, and once a quorum has
+// precommitted nil there it starts the next round at once instead of
+// waiting TimeoutPrecommit. A proposal that arrives in time is voted on as
+// any other, so a report that is wrong costs at most a round.
+//
+// A report of more than n-Q validators down is ignored: a network with
+// that many down decides nothing, so the report is stale or wrong, and
+// believing at most n-Q keeps a proposer waited for in full in every n
+// consecutive rounds, which is what liveness needs. Addresses that are not
+// validators are ignored, and so is a report for another height; a new
+// height starts with no one down. A report that marks the current round's
+// proposer down while the core waits for its proposal schedules the short
+// timeout at once; timers already asked for stay as they are.
+func (c *Core) SetDown(height uint64, down []ledger.Address) (Ready, error) {
+	if c.halted != nil {
+		return Ready{}, c.halted
+	}
+	if height != c.height {
+		return c.flush()
+	}
+	was := c.proposerDown(c.round)
+	c.down = nil
+	if c.cfg.TimeoutProposeDown < c.cfg.TimeoutPropose {
+		marks, count := make([]bool, c.n), 0
+		for _, a := range down {
+			if i, ok := c.vals.Index(a); ok && !marks[i] {
+				marks[i] = true
+				count++
+			}
+		}
+		if count > 0 && count <= c.n-c.q {
+			c.down = marks
+		}
+	}
+	if c.started {
+		if c.step == StepPropose && !was && c.proposerDown(c.round) {
+			c.schedulePropose()
+		}
+		c.evaluate()
+	}
+	return c.flush()
+}
+
 // touch queues the rounds whose proposal carries hash for the commit rule,
 // lowest round last so that it is looked at first.
 func (c *Core) touch(hash ledger.Hash) {
@@ -724,7 +834,7 @@ func (c *Core) start() {
 	case !restored:
 		c.startRound(0)
 	case c.step == StepPropose:
-		c.schedule(StepPropose, c.cfg.TimeoutPropose)
+		c.schedulePropose()
 	}
 }
 
@@ -754,7 +864,7 @@ func (c *Core) startRound(r uint64) {
 	if c.vals.Proposer(c.height, r) == c.self {
 		c.propose()
 	}
-	c.schedule(StepPropose, c.cfg.TimeoutPropose)
+	c.schedulePropose()
 }
 
 // verifyVote checks v's signature as the configuration says.
@@ -765,22 +875,53 @@ func (c *Core) verifyVote(v *ledger.Vote) error {
 	return v.Verify(c.cfg.ChainID)
 }
 
-// schedule asks for the timeout of step at the current round: T + r*delta,
+// schedule asks for the timeout of step at the current round.
+func (c *Core) schedule(s Step, base time.Duration) {
+	c.out.Timeouts = append(c.out.Timeouts, TimeoutInfo{Height: c.height, Round: c.round, Step: s,
+		Duration: c.roundTimeout(base, c.cfg.TimeoutDelta)})
+}
+
+// schedulePropose asks for the propose timeout of the current round: the
+// short one when its proposer is reported down.
+func (c *Core) schedulePropose() {
+	d := c.roundTimeout(c.cfg.TimeoutPropose, c.cfg.TimeoutDelta)
+	if c.proposerDown(c.round) {
+		d = min(d, c.roundTimeout(c.cfg.TimeoutProposeDown, c.downDelta))
+	}
+	c.out.Timeouts = append(c.out.Timeouts, TimeoutInfo{Height: c.height, Round: c.round, Step: StepPropose, Duration: d})
+}
+
+// roundTimeout is a timeout at the current round: base + r*delta,
 // saturating rather than overflowing in absurd rounds, and capped by
 // TimeoutMax.
-func (c *Core) schedule(s Step, base time.Duration) {
+func (c *Core) roundTimeout(base, delta time.Duration) time.Duration {
 	d := base
-	if c.cfg.TimeoutDelta > 0 {
-		if c.round > uint64((math.MaxInt64-int64(base))/int64(c.cfg.TimeoutDelta)) {
+	if delta > 0 {
+		if c.round > uint64((math.MaxInt64-int64(base))/int64(delta)) {
 			d = math.MaxInt64
 		} else {
-			d += time.Duration(c.round) * c.cfg.TimeoutDelta
+			d += time.Duration(c.round) * delta
 		}
 	}
 	if c.cfg.TimeoutMax > 0 {
 		d = min(d, max(c.cfg.TimeoutMax, base))
 	}
-	c.out.Timeouts = append(c.out.Timeouts, TimeoutInfo{Height: c.height, Round: c.round, Step: s, Duration: d})
+	return d
+}
+
+// proposerDown reports whether the proposer of round r of this height is
+// reported down and so gets the short wait. A validator never waits less
+// for itself: it knows it is up.
+func (c *Core) proposerDown(r uint64) bool {
+	if c.down == nil {
+		return false
+	}
+	p := c.vals.Proposer(c.height, r)
+	if p == c.self {
+		return false
+	}
+	i, _ := c.vals.Index(p)
+	return c.down[i]
 }
 
 // propose sends PROPOSAL(h, r, v, validR, pol): validV with its proof of
@@ -1193,6 +1334,17 @@ func (c *Core) evaluate() {
 		case c.step == StepPrevote && rs.set(ledger.Prevote).count[ledger.Hash{}] >= c.q:
 			c.castVote(ledger.Precommit, ledger.Hash{})
 			c.step = StepPrecommit
+			continue
+		case rs.set(ledger.Precommit).count[ledger.Hash{}] >= c.q && c.proposerDown(c.round):
+			// The precommit timeout waits for precommits that could still
+			// decide this round. After a quorum of nil precommits none can:
+			// a block would need a quorum too, and two quorums share an
+			// honest validator, which precommits once. So in a round whose
+			// proposer is down, waiting TimeoutPrecommit (a second in a
+			// node) would cost what the short propose wait saved. Other
+			// rounds keep the protocol's wait; moving on early is safe in
+			// any round, as the f+1 skip does.
+			c.startRound(c.round + 1)
 			continue
 		}
 		if c.step == StepPrevote && !rs.prevoteTimeout && rs.set(ledger.Prevote).total >= c.q {

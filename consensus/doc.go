@@ -17,7 +17,9 @@
 //   - Proposed, with the block the core asked for in
 //     Ready.ProposalRequest, built by App.ProposeBlock;
 //   - Validated, with App.ValidateBlock's verdict on a block the core asked
-//     about in Ready.Validations.
+//     about in Ready.Validations;
+//   - SetDown, with the validators the committed state marks down, after
+//     every commit and for every new core (Host.ProposerDown).
 //
 // Each returns a Ready, which the driver handles completely, in order,
 // before the next call: write Ready.Commit (block, certificate and state
@@ -54,6 +56,13 @@
 //   - Only the first proposal of a round counts; later different ones from
 //     the same proposer are dropped. Conflicting votes of one validator at
 //     one height, round and type become ledger.Evidence, once.
+//   - A round whose proposer the committed state reports down waits
+//     Config.TimeoutProposeDown for its proposal instead of TimeoutPropose,
+//     and moves on as soon as a quorum precommitted nil there instead of
+//     waiting TimeoutPrecommit: with one validator of four dead, every
+//     fourth height would otherwise wait a full propose and precommit
+//     timeout. Only timers change; votes, validity and what is signed do
+//     not, so safety does not depend on the report being right.
 //   - Core.Republish returns this validator's latest proposal and votes of
 //     the current height, for the driver to publish again every few hundred
 //     milliseconds (DESIGN §9).

@@ -39,6 +39,8 @@ type Host interface {
 	NewCore(head uint64) (*Core, error)
 	// Head returns the height of the last committed block.
 	Head() (uint64, error)
+	// ProposerDown reports whether the committed state marks validator a as down.
+	ProposerDown(a ledger.Address) bool
 }
 
 // DriverConfig tunes a Driver's timing.
@@ -123,6 +125,11 @@ func (d *Driver) Run(ctx context.Context) error {
 	defer poll.Stop()
 	probe := time.NewTimer(d.cfg.Poll)
 	defer probe.Stop()
+	if d.core != nil {
+		if err := d.call(ctx, d.tellDown()); err != nil {
+			return err
+		}
+	}
 	// A core restarted mid-height resumes its round and re-sends its votes.
 	if d.core != nil && d.core.Status().Step != StepNewHeight {
 		if err := d.call(ctx, d.core.Start); err != nil {
@@ -212,6 +219,9 @@ func (d *Driver) catchUp(ctx context.Context, peer string, target uint64) (peers
 		if d.core, err = d.host.NewCore(head); err != nil {
 			return peers, err
 		}
+		if d.core != nil {
+			return peers, d.call(ctx, d.tellDown())
+		}
 	}
 	return peers, nil
 }
@@ -264,12 +274,33 @@ func (d *Driver) call(ctx context.Context, step func() (Ready, error)) error {
 		if herr != nil {
 			return herr
 		}
+		if committed {
+			// Before anything else of the new height: the core must know
+			// who is down when its first round starts.
+			queue = append([]func() (Ready, error){d.tellDown()}, queue...)
+		}
 		queue = append(queue, d.answers(rd)...)
 		if committed && d.host.HasWork() {
 			queue = append(queue, d.core.Start)
 		}
 	}
 	return nil
+}
+
+// tellDown returns the core step that hands the core the validators the
+// committed state marks down, for the height it is at. It is asked when
+// the step runs, so after the commit that moved the core there.
+func (d *Driver) tellDown() func() (Ready, error) {
+	core := d.core
+	return func() (Ready, error) {
+		var down []ledger.Address
+		for _, a := range core.vals.List() {
+			if d.host.ProposerDown(a) {
+				down = append(down, a)
+			}
+		}
+		return core.SetDown(core.Status().Height, down)
+	}
 }
 
 // answers returns the core steps that serve rd's requests to the App. The

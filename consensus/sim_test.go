@@ -104,6 +104,17 @@ type simConfig struct {
 	// node errors, since a broken quorum makes blocks of one branch
 	// invalid on the other.
 	control bool
+	// dead are validators whose node never runs: crashed for good.
+	dead []int
+	// busy gives every node work at every height (a loaded network),
+	// instead of hasWork's two in three.
+	busy bool
+	// report, when set, is what node n's committed state says is down at
+	// height h: handed to its core by Core.SetDown at every new core and
+	// after every commit, as the driver does with Host.ProposerDown.
+	report func(s *sim, n *simNode, h uint64) []ledger.Address
+	// timeoutProposeDown is Config.TimeoutProposeDown (zero: the default).
+	timeoutProposeDown time.Duration
 }
 
 // f is the number of Byzantine validators the protocol tolerates.
@@ -192,6 +203,7 @@ type simNode struct {
 	blocks    []*ledger.Block
 	certs     []ledger.Commit
 	up        bool
+	dead      bool // never runs (simConfig.dead)
 	epoch     int
 	syncAsked time.Duration
 	built     uint64    // blocks built, to make each one's entries unique
@@ -217,6 +229,11 @@ func (n *simNode) headHash() ledger.Hash {
 
 type simStats struct {
 	events, delivered, commits, evidence, syncs, crashes, resumes int
+	// downReports counts the non-empty down reports handed to cores,
+	// shortWaits the propose timeouts shorter than TimeoutPropose that
+	// cores asked for because of them, and shortFired those that fired
+	// while their core still waited for the proposal (it prevoted nil).
+	downReports, shortWaits, shortFired int
 	// refused counts adversarial messages honest cores refused; attacks
 	// counts the adversaries' misbehaviours by kind, so a test can prove
 	// each one was tried.
@@ -246,8 +263,9 @@ type sim struct {
 	// tamperRate is how often the tamper relay wins the race to a node.
 	tamperRate float64
 	// decided is, per height, the header and body the first honest node
-	// committed.
-	decided []simDecided
+	// committed, and decidedAt when.
+	decided   []simDecided
+	decidedAt []time.Duration
 	// verified remembers each distinct vote's signature verdict: every node
 	// checks the same vote, and like a real node (Config.VerifyVote) the
 	// simulator verifies each only once.
@@ -287,7 +305,7 @@ func newSim(seed int64, cfg simConfig, keys []*ledger.PrivateKey, vals *ledger.V
 	}
 	for i := range cfg.validators {
 		a, byz := acts[i]
-		s.nodes = append(s.nodes, &simNode{id: i, val: i, byzantine: byz, acts: a})
+		s.nodes = append(s.nodes, &simNode{id: i, val: i, byzantine: byz, acts: a, dead: slices.Contains(cfg.dead, i)})
 		if byz {
 			s.byzVal[keys[i].Address()] = true
 		}
@@ -305,6 +323,9 @@ func newSim(seed int64, cfg simConfig, keys []*ledger.PrivateKey, vals *ledger.V
 		n.rate = 0.9 + 0.2*s.rng.Float64()
 		n.key = keys[n.val]
 		n.app = &simApp{s: s, n: n}
+		if n.dead {
+			continue
+		}
 		if err := s.boot(n); err != nil {
 			return nil, err
 		}
@@ -321,7 +342,29 @@ func (s *sim) config(n *simNode) Config {
 	return Config{ChainID: testChainID, Validators: s.vals, Signer: n.key,
 		TimeoutPropose: 300 * time.Millisecond, TimeoutPrevote: 100 * time.Millisecond,
 		TimeoutPrecommit: 100 * time.Millisecond, TimeoutDelta: 50 * time.Millisecond, quorum: s.cfg.quorum,
-		VerifyVote: s.verifyVote}
+		TimeoutProposeDown: s.cfg.timeoutProposeDown, VerifyVote: s.verifyVote}
+}
+
+// fullPropose is the propose timeout of round r for a proposer not
+// reported down, as config sets it.
+func fullPropose(r uint64) time.Duration {
+	return 300*time.Millisecond + time.Duration(r)*50*time.Millisecond
+}
+
+// tellDown hands n's core what n's committed state reports down at the
+// height it is deciding, as the driver does after every commit and for
+// every new core.
+func (s *sim) tellDown(n *simNode) {
+	if s.cfg.report == nil || !n.up {
+		return
+	}
+	h := n.head() + 1
+	down := s.cfg.report(s, n, h)
+	if len(down) > 0 {
+		s.stats.downReports++
+	}
+	rd, err := n.core.SetDown(h, down)
+	s.handle(n, rd, err, false)
 }
 
 func (s *sim) verifyVote(v *ledger.Vote) error {
@@ -352,6 +395,7 @@ func (s *sim) boot(n *simNode) error {
 	}
 	n.core, n.up = c, true
 	n.epoch++
+	s.tellDown(n)
 	resume := n.disk.Height == n.head()+1 && n.disk.Step != StepNewHeight
 	if resume && s.now > 0 {
 		s.stats.resumes++
@@ -369,7 +413,7 @@ func (s *sim) hasWork(n *simNode, h uint64) bool {
 	if h > s.cfg.heights {
 		return false
 	}
-	if uint64(n.val) == h%uint64(s.cfg.validators) {
+	if s.cfg.busy || uint64(n.val) == h%uint64(s.cfg.validators) {
 		return true
 	}
 	x := uint64(s.seed)*0x9e3779b97f4a7c15 ^ uint64(n.id)<<32 ^ h
@@ -444,7 +488,7 @@ func (s *sim) forked() bool {
 
 func (s *sim) done() bool {
 	for _, n := range s.honest() {
-		if n.head() < s.cfg.heights {
+		if !n.dead && n.head() < s.cfg.heights {
 			return false
 		}
 	}
@@ -456,7 +500,7 @@ func (s *sim) dispatch(e *simEvent) {
 	case evHeal:
 		s.chaos, s.groups = false, nil
 		for _, n := range s.nodes {
-			if !n.up {
+			if !n.up && !n.dead {
 				s.restart(n)
 			}
 		}
@@ -499,6 +543,10 @@ func (s *sim) dispatch(e *simEvent) {
 		n := s.nodes[e.node]
 		if !n.up || n.epoch != e.epoch {
 			return
+		}
+		if t, st := e.timeout, n.core.Status(); t.Step == StepPropose && t.Duration < fullPropose(t.Round) &&
+			st.Started && st.Height == t.Height && st.Round == t.Round && st.Step == StepPropose {
+			s.stats.shortFired++
 		}
 		rd, err := n.core.Timeout(e.timeout)
 		s.handle(n, rd, err, false)
@@ -604,6 +652,9 @@ func (s *sim) handle(n *simNode, rd Ready, err error, forged bool) {
 		s.send1(n, m)
 	}
 	for _, t := range rd.Timeouts {
+		if t.Step == StepPropose && t.Duration < fullPropose(t.Round) {
+			s.stats.shortWaits++
+		}
 		s.push(&simEvent{at: s.now + n.after(t.Duration), kind: evTimeout, node: n.id, timeout: t, epoch: n.epoch})
 	}
 	for _, ev := range rd.Evidence {
@@ -621,6 +672,9 @@ func (s *sim) handle(n *simNode, rd Ready, err error, forged bool) {
 		s.stats.maxRound = st.Round
 	}
 	s.answer(n, rd, forged)
+	if rd.Commit != nil {
+		s.tellDown(n)
+	}
 	if rd.Commit != nil && n.up && s.hasWork(n, n.head()+1) {
 		s.start(n)
 	}
@@ -671,6 +725,10 @@ func (s *sim) commit(n *simNode, b *ledger.Block, cert ledger.Commit) {
 		switch first := s.decided[h-1]; {
 		case first.id == (ledger.Hash{}):
 			s.decided[h-1] = simDecided{id: id, body: body}
+			for uint64(len(s.decidedAt)) < h {
+				s.decidedAt = append(s.decidedAt, 0)
+			}
+			s.decidedAt[h-1] = s.now
 		case first.id != id:
 			s.violate(errFork, "height %d: node %d committed %s, another honest node %s", h, n.id, id.TerminalString(), first.id.TerminalString())
 		case first.body != body:
@@ -1056,10 +1114,11 @@ func simSeedsFor(count, n int) int {
 
 // chaosConfig is the network every search runs on: random partitions,
 // drops, duplicates, delays and crashes for up to five seconds, clocks
-// skewed up to the drift bound.
+// skewed up to the drift bound, and down reports that are wrong and that
+// nodes disagree about (misreport).
 func chaosConfig(n int) simConfig {
 	return simConfig{validators: n, heights: *simHeights, crashes: true, skew: simDrift * 9 / 10,
-		maxChaos: 5 * time.Second, liveBound: 30 * time.Second}
+		maxChaos: 5 * time.Second, liveBound: 30 * time.Second, report: (*sim).misreport}
 }
 
 // lastValidators returns the k highest validator indices of n.

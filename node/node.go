@@ -687,6 +687,9 @@ func (n *Node) check(e ledger.Entry) error {
 // HasWork implements consensus.Host.
 func (n *Node) HasWork() bool { return n.app.HasWork() }
 
+// ProposerDown implements consensus.Host. (stub; wired to the ledger's liveness on merge)
+func (n *Node) ProposerDown(a ledger.Address) bool { return false }
+
 // staleHeights is how many blocks an entry that does not fit the state may
 // wait in the mempool: a gossiped attestation can arrive before the block
 // that released its task, so not fitting yet is no reason to drop it.
