@@ -104,6 +104,11 @@ type P2PConfig struct {
 type ConsensusConfig struct {
 	// TimeoutPropose is how long a round waits for a proposal before voting nil.
 	TimeoutPropose time.Duration `mapstructure:"timeout_propose"`
+	// TimeoutProposeDown is how long a round waits for a proposal from a
+	// validator the chain marks down (its executor lease expired): it
+	// only has to cover one that proposes anyway, one gossip hop and a
+	// block's building, not a busy live proposer.
+	TimeoutProposeDown time.Duration `mapstructure:"timeout_propose_down"`
 	// MaxBlockEntries caps the entries of a block this node proposes; the
 	// genesis max_block_entries, which every validator holds blocks to,
 	// caps it in turn.
@@ -166,9 +171,10 @@ func Default() Config {
 		P2P: P2PConfig{Listen: "/ip4/127.0.0.1/tcp/26656", Peers: []string{},
 			RefusedBackoff: time.Minute, RefusalLogInterval: time.Minute, MaxConnsPerPeer: 8},
 		Consensus: ConsensusConfig{
-			TimeoutPropose:   time.Second,
-			MaxBlockEntries:  5000,
-			MaxBlockInterval: 200 * time.Millisecond,
+			TimeoutPropose:     time.Second,
+			TimeoutProposeDown: 50 * time.Millisecond,
+			MaxBlockEntries:    5000,
+			MaxBlockInterval:   200 * time.Millisecond,
 		},
 		Limits: LimitsConfig{MaxTasks: 10_000, MaxFileBytes: 1 << 20, MaxOutputBytes: 64 << 10,
 			MaxAttempts: 100, MinBackoff: 10 * time.Millisecond, MaxSleep: time.Hour, MaxOperationRuleCost: 10_000_000},
@@ -480,6 +486,10 @@ func (c Config) Validate() error {
 		}
 	}
 	positiveDuration("consensus.timeout_propose", c.Consensus.TimeoutPropose)
+	positiveDuration("consensus.timeout_propose_down", c.Consensus.TimeoutProposeDown)
+	if c.Consensus.TimeoutProposeDown > c.Consensus.TimeoutPropose {
+		bad("consensus.timeout_propose_down", "%s is longer than consensus.timeout_propose (%s)", c.Consensus.TimeoutProposeDown, c.Consensus.TimeoutPropose)
+	}
 	positive("consensus.max_block_entries", c.Consensus.MaxBlockEntries)
 	positiveDuration("consensus.max_block_interval", c.Consensus.MaxBlockInterval)
 	for _, name := range slices.Sorted(maps.Keys(c.Functions)) {

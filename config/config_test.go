@@ -221,6 +221,10 @@ func TestLoadFileErrors(t *testing.T) {
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "timeout_propose") || !strings.Contains(err.Error(), "unit") {
 		t.Errorf("Load(duration without unit) = %v, want an error naming timeout_propose", err)
 	}
+	p = writeConfig(t, "consensus: {timeout_propose: 100ms, timeout_propose_down: 200ms}\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "consensus.timeout_propose_down") {
+		t.Errorf("Load(a down proposer waited for longer than a live one) = %v, want an error naming consensus.timeout_propose_down", err)
+	}
 	p = writeConfig(t, "limits: {max_tasks: lots}\n")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "max_tasks") {
 		t.Errorf("Load(bad type) = %v, want an error naming max_tasks", err)

@@ -260,7 +260,7 @@ func (n *Node) NewCore(head uint64) (*consensus.Core, error) {
 	cc := n.opts.Config.Consensus
 	return consensus.NewCore(consensus.Config{
 		ChainID: n.machine.Genesis().ChainID, Validators: n.machine.Validators(), Signer: n.opts.Key,
-		TimeoutPropose: cc.TimeoutPropose, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
+		TimeoutPropose: cc.TimeoutPropose, TimeoutProposeDown: cc.TimeoutProposeDown, TimeoutPrevote: cc.TimeoutPropose, TimeoutPrecommit: cc.TimeoutPropose,
 		TimeoutDelta: cc.TimeoutPropose / 2, TimeoutMax: 5 * cc.TimeoutPropose, VerifyVote: n.machine.VerifyVote,
 	}, head+1, persisted)
 }
@@ -687,8 +687,14 @@ func (n *Node) check(e ledger.Entry) error {
 // HasWork implements consensus.Host.
 func (n *Node) HasWork() bool { return n.app.HasWork() }
 
-// ProposerDown implements consensus.Host. (stub; wired to the ledger's liveness on merge)
-func (n *Node) ProposerDown(a ledger.Address) bool { return false }
+// ProposerDown implements consensus.Host: whether the committed state
+// marks validator a down (its executor lease expired and nothing it
+// signed reached a block since). A store that cannot be read reports
+// nobody down, so rounds wait in full, as they always did.
+func (n *Node) ProposerDown(a ledger.Address) bool {
+	hosts, err := n.store.Hosts()
+	return err == nil && hosts.IsDown(a)
+}
 
 // staleHeights is how many blocks an entry that does not fit the state may
 // wait in the mempool: a gossiped attestation can arrive before the block
