@@ -338,7 +338,8 @@ func TestFailoverMovesASilentExecutorsWork(t *testing.T) {
 	r := f.op(id)
 	for _, task := range tasks {
 		tr := f.task(id, task)
-		if tr.Executor != to || tr.Moves != 1 || tr.Since != moved || tr.Deadline != moved+uint64((5*60_000)) {
+		// A fresh deadline: the default timeout of 5m from the move.
+		if tr.Executor != to || tr.Moves != 1 || tr.Since != moved || tr.Deadline != moved+5*60_000 {
 			t.Errorf("%s after the move: %+v, want executor %s, 1 move, since %d, deadline %d", task, tr, to.Hex(), moved, moved+5*60_000)
 		}
 	}
@@ -504,7 +505,7 @@ func TestFailoverRefusesTheOldExecutorAndServesTheReturningOne(t *testing.T) {
 	if !hasLeaf(applied, "executor_up", v, f.height+1) {
 		t.Error("the returning executor's heartbeat records no executor_up decision")
 	}
-	f.round(10, []Hash{id2}, nil, victim, to) // keep id1's moved tasks open for the batch below
+	f.round(10, []Hash{id2}, nil, victim) // id's moved tasks stay open for the batch below
 	if entries := f.block(10, hb); len(entries) == 0 || entries[0].Hash() != hb.Hash() {
 		t.Fatal("the heartbeat was left out")
 	}
@@ -645,5 +646,425 @@ func TestFailoverMovesARollback(t *testing.T) {
 	}
 	if n := len(eventsOf(r, taskrt.EventTaskRollbackFailed)); n != 0 {
 		t.Fatalf("%d task_rollback_failed events; events %s", n, eventTypes(r))
+	}
+}
+
+// oneTask is an operation of one echo task.
+const oneTask = `
+name: one
+tasks:
+  - {id: a, run: echo, rollback: noop, outputs: [x]}
+`
+
+// TestFailoverRefusesASupersededAssignment: with two validators, a's task
+// moves from X to Y, X comes back, Y goes silent and the task moves back
+// to X. X's attestation of its first assignment (0), or of Y's (1), is
+// refused with ErrSuperseded and changes nothing; naming 2 it is
+// accepted.
+func TestFailoverRefusesASupersededAssignment(t *testing.T) {
+	f := newFleet(t, 2)
+	sub, id := f.submit(oneTask)
+	f.block(10, sub)
+	lease := f.m.Genesis().Params.ExecutorLease()
+	x := f.key(f.task(id, "a").Executor)
+	y := f.key(f.after(x.Address()))
+	f.block(lease + 1) // X silent: a moves to Y
+	if tr := f.task(id, "a"); tr.Executor != y.Address() || tr.Moves != 1 {
+		t.Fatalf("after X's lease: %+v, want with Y after 1 move", tr)
+	}
+	// X's attestation of its old assignment: not its work any more.
+	if _, err := f.tryAt(f.time+10, f.stale(id, x, "a", false, 0)); !errors.Is(err, ErrNotExecutor) {
+		t.Fatalf("X's attestation after the move: got %v, want ErrNotExecutor", err)
+	}
+	f.block(lease/2, f.heartbeat(x, f.time)) // X is back
+	if f.hosts().IsDown(x.Address()) {
+		t.Fatal("X still down after its heartbeat")
+	}
+	f.block(lease/2 + 1) // Y silent for its lease since the move: back to X
+	tr := f.task(id, "a")
+	if tr.Executor != x.Address() || tr.Moves != 2 || !f.hosts().IsDown(y.Address()) {
+		t.Fatalf("after Y's lease: %+v, Y down %v; want with X after 2 moves", tr, f.hosts().IsDown(y.Address()))
+	}
+	if evs := eventsOf(f.op(id), taskrt.EventTaskMoved); len(evs) != 2 || evs[1].From != y.Address().Hex() || evs[1].To != x.Address().Hex() {
+		t.Fatalf("task_moved events %+v, want X to Y, then Y to X", evs)
+	}
+	before := f.op(id)
+	for _, n := range []uint64{0, 1, 3} {
+		if _, err := f.tryAt(f.time+10, f.stale(id, x, "a", false, n)); !errors.Is(err, ErrSuperseded) {
+			t.Errorf("X's attestation naming assignment %d: got %v, want ErrSuperseded", n, err)
+		}
+	}
+	old := batchOf(t, x, []Entry{f.stale(id, x, "a", false, 0)})
+	if _, err := f.tryAt(f.time+10, old); !errors.Is(err, ErrSuperseded) {
+		t.Errorf("X's batch of its superseded assignment: got %v, want ErrSuperseded", err)
+	}
+	if _, err := f.tryAt(f.time+10, f.stale(id, y, "a", false, 1)); !errors.Is(err, ErrNotExecutor) {
+		t.Errorf("Y's attestation after the move back: got %v, want ErrNotExecutor", err)
+	}
+	if r := f.op(id); len(r.Events) != len(before.Events) || r.Saga.Status != taskrt.OpRunning {
+		t.Fatal("a refused attestation changed the operation")
+	}
+	f.block(10, f.stale(id, x, "a", false, 2))
+	if r := f.op(id); r.Saga.Status != taskrt.OpCompleted {
+		t.Fatalf("X's attestation of assignment 2: status %s, want completed; events %s", r.Saga.Status, eventTypes(r))
+	}
+}
+
+// TestFailoverInsteadOfTimeout: a task whose executor's lease expired
+// while another host is live moves; its timeout is refused with
+// ErrFailoverDue, even past its deadline, and the proposer makes the
+// failover instead.
+func TestFailoverInsteadOfTimeout(t *testing.T) {
+	f := newFleet(t, 3)
+	sub, id := f.submit(strings.Replace(oneTask, "outputs: [x]}", "outputs: [x], timeout: 1s}", 1))
+	f.block(10, sub)
+	released := f.time
+	if f.task(id, "a").Deadline != released+1000 {
+		t.Fatalf("deadline %d, want %d", f.task(id, "a").Deadline, released+1000)
+	}
+	at := released + f.m.Genesis().Params.ExecutorLease() + 1
+	to, _ := NewEntry(KindTimeout, &Timeout{Operation: id, Task: "a"})
+	if _, err := f.tryAt(at, to); !errors.Is(err, ErrFailoverDue) {
+		t.Fatalf("a timeout of a silent executor's task with another host live: got %v, want ErrFailoverDue", err)
+	}
+	due := f.dueAt(at)
+	if len(due) != 1 || due[0].Kind != KindFailover {
+		t.Fatalf("due at %d: %d entries, want the failover alone", at, len(due))
+	}
+	f.blockAt(at)
+	r := f.op(id)
+	if r.Saga.Tasks[0].Status != taskrt.TaskRunning || r.Tasks[0].Moves != 1 || r.Tasks[0].Deadline != at+1000 {
+		t.Fatalf("a after the failover: %+v %+v, want running on its new host until %d", r.Saga.Tasks[0], r.Tasks[0], at+1000)
+	}
+}
+
+// soloOp runs a function only the validator that announced it hosts.
+const soloOp = `
+name: solo
+tasks:
+  - {id: a, run: solo.fn, rollback: noop, outputs: [x], timeout: 3s}
+`
+
+// TestFailoverOfASoleHost: work on a function one validator hosts cannot
+// move. The failover only marks its host down (no move, no event); no
+// failover follows, and the task times out at its own deadline, or is
+// attested when its host returns.
+func TestFailoverOfASoleHost(t *testing.T) {
+	for _, returns := range []bool{false, true} {
+		t.Run(map[bool]string{false: "times out", true: "host returns"}[returns], func(t *testing.T) {
+			f := newFleet(t, 3)
+			host := f.keys[1]
+			ann := &Announcement{Functions: []string{"solo.fn"}, Seq: 1}
+			if err := ann.Sign(host, "test-chain"); err != nil {
+				t.Fatal(err)
+			}
+			ae, _ := NewEntry(KindAnnouncement, ann)
+			f.block(10, ae)
+			sub, id := f.submit(soloOp)
+			f.block(10, sub)
+			released, lease := f.time, f.m.Genesis().Params.ExecutorLease()
+			if got := f.task(id, "a").Executor; got != host.Address() {
+				t.Fatalf("a went to %s, not its only host", got.Hex())
+			}
+			entries := f.blockAt(released + lease + 1)
+			if fo := failovers(t, entries); len(fo) != 1 || fo[0].From != host.Address() {
+				t.Fatalf("failovers %+v, want one marking the host down", fo)
+			}
+			r := f.op(id)
+			if tr := r.Tasks[0]; tr.Executor != host.Address() || tr.Moves != 0 || tr.Deadline != released+3000 {
+				t.Fatalf("a after the failover: %+v, want unmoved, deadline %d", tr, released+3000)
+			}
+			if n := len(eventsOf(r, taskrt.EventTaskMoved)); n != 0 || r.Saga.Tasks[0].Status != taskrt.TaskRunning {
+				t.Fatalf("%d task_moved events, a %s; want none, still running", n, r.Saga.Tasks[0].Status)
+			}
+			if !f.hosts().IsDown(host.Address()) {
+				t.Fatal("the silent sole host is not marked down")
+			}
+			if due := f.dueAt(released + 2000); len(due) != 0 {
+				t.Fatalf("%d entries due after the host was marked down, before the deadline", len(due))
+			}
+			if _, err := f.tryAt(released+2000, failoverOf(t, id, "a", false, host.Address())); !errors.Is(err, ErrLeaseHeld) {
+				t.Fatalf("a second failover with nowhere to go: got %v, want ErrLeaseHeld", err)
+			}
+			if returns {
+				f.blockAt(released+2000, f.heartbeat(host, f.time))
+				f.block(10, f.work(id, host, nil)...)
+				if r := f.op(id); r.Saga.Status != taskrt.OpCompleted {
+					t.Fatalf("status %s, want completed on the returned host; events %s", r.Saga.Status, eventTypes(r))
+				}
+				return
+			}
+			if due := f.dueAt(released + 3000); len(due) != 0 {
+				t.Fatalf("%d entries due at the deadline itself", len(due))
+			}
+			entries = f.blockAt(released + 3001)
+			if len(entries) == 0 || entries[0].Kind != KindTimeout {
+				t.Fatalf("the block past the deadline carries no timeout")
+			}
+			r = f.op(id)
+			if r.Saga.Tasks[0].Outcome != taskrt.TaskTimedOut || r.Tasks[0].Moves != 0 {
+				t.Fatalf("a: %+v, want timed out where it was", r.Saga.Tasks[0])
+			}
+		})
+	}
+}
+
+// TestFailoverAndAttestationInOneBlock: a block that carries a task's
+// failover and its attestation, in either order, alone or in a batch, is
+// invalid; DueTimeoutsFor leaves out the failover of a task a candidate
+// attests (the executor's other tasks still move), so a proposer that puts
+// failovers first builds a valid block, in which the attestation applies.
+func TestFailoverAndAttestationInOneBlock(t *testing.T) {
+	f, id, victim, tasks, released := silentStart(t)
+	ctx := Context{Height: f.height + 1, Time: released + f.m.Genesis().Params.ExecutorLease() + 1}
+	att := f.stale(id, victim, tasks[0], false, 0)
+	fo := failoverOf(t, id, tasks[0], false, victim.Address())
+	for name, block := range map[string][]Entry{
+		"failover, attestation": {fo, att},
+		"attestation, failover": {att, fo},
+		"failover, batch":       {fo, batchOf(t, victim, []Entry{att})},
+	} {
+		if _, err := f.m.ApplyEntries(NewOverlay(f.st), ctx, block); !errors.Is(err, ErrAttestedInBlock) {
+			t.Errorf("block %s: got %v, want ErrAttestedInBlock", name, err)
+		}
+	}
+	due, err := f.m.DueTimeoutsFor(f.st, ctx, []Entry{att})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var named []string
+	for _, x := range failovers(t, due) {
+		named = append(named, x.Task)
+	}
+	slices.Sort(named)
+	if !slices.Equal(named, tasks[1:]) {
+		t.Fatalf("DueTimeoutsFor with %s attested: failovers of %v, want %v", tasks[0], named, tasks[1:])
+	}
+	prop := NewOverlay(f.st)
+	var block []Entry
+	for _, e := range append(due, att) {
+		got, err := f.m.Try(prop, ctx, e, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Kind, err)
+		}
+		block = append(block, got...)
+	}
+	f.apply(ctx, block)
+	f.height, f.time = ctx.Height, ctx.Time
+	r := f.op(id)
+	if st := r.Saga.Tasks[f.index(r, tasks[0])].Status; st == taskrt.TaskRunning {
+		t.Fatalf("%s still running: its attestation did not apply", tasks[0])
+	}
+	for _, task := range tasks[1:] {
+		if tr := f.task(id, task); tr.Moves != 1 {
+			t.Fatalf("%s: %+v, want moved", task, tr)
+		}
+	}
+	if f.hosts().IsDown(victim.Address()) {
+		t.Fatal("the victim is down, though the block carries its attestation")
+	}
+}
+
+// TestTimeoutFirstProposerNeverBuildsAnInvalidBlockWithAFailover is
+// TestTimeoutFirstProposerNeverBuildsAnInvalidBlock for a failover that
+// moves nothing (a sole host's work): the proposer tries DueTimeouts
+// first, then the host's attestation, which arrived late. The block it
+// builds must be valid: the attestation must not fit after the failover
+// in Try when ApplyEntries then refuses the pair.
+func TestTimeoutFirstProposerNeverBuildsAnInvalidBlockWithAFailover(t *testing.T) {
+	f := newFleet(t, 3)
+	host := f.keys[0]
+	ann := &Announcement{Functions: []string{"solo.fn"}, Seq: 1}
+	if err := ann.Sign(host, "test-chain"); err != nil {
+		t.Fatal(err)
+	}
+	ae, _ := NewEntry(KindAnnouncement, ann)
+	f.block(10, ae)
+	sub, id := f.submit(soloOp)
+	f.block(10, sub)
+	ctx := Context{Height: f.height + 1, Time: f.time + f.m.Genesis().Params.ExecutorLease() + 1}
+	att := f.work(id, host, nil)
+	if len(att) != 1 {
+		t.Fatalf("the host has %d attestations to make, want 1", len(att))
+	}
+	due, err := f.m.DueTimeouts(f.st, ctx)
+	if err != nil || len(due) != 1 || due[0].Kind != KindFailover {
+		t.Fatalf("DueTimeouts: %d, %v; want the failover that marks the host down", len(due), err)
+	}
+	for name, pending := range map[string]Entry{"attestation": att[0], "batch": batchOf(t, host, att)} {
+		prop := NewOverlay(f.st)
+		var block []Entry
+		for _, e := range append(due, pending) {
+			got, err := f.m.Try(prop, ctx, e, nil)
+			if err != nil {
+				continue // left for the next block
+			}
+			block = append(block, got...)
+		}
+		if _, err := f.m.ApplyEntries(NewOverlay(f.st), ctx, block); err != nil {
+			t.Errorf("%s: the timeout-first proposer built an invalid block: %v", name, err)
+		}
+	}
+}
+
+// signedFleet is signedChain for a fleet: each block proposed by the
+// validator its height names, each certificate signed by all.
+func signedFleet(t *testing.T, f *fleet, blocks [][]Entry) ([]*Block, []*Commit) {
+	t.Helper()
+	g := f.m.Genesis()
+	var out []*Block
+	var commits []*Commit
+	prev, results := g.Hash(), MerkleRoot(nil)
+	var last Commit
+	for h, entries := range blocks {
+		height := uint64(h + 1)
+		b, err := NewBlock(f.key(f.m.Validators().Proposer(height, 0)), g.ChainID, height, 0, f.ctxs[h].Time, prev, results, last, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := &Commit{Height: height, BlockHash: b.Hash()}
+		for _, k := range f.keys {
+			v := Vote{Type: Precommit, Height: height, BlockHash: b.Hash()}
+			if err := v.Sign(k, g.ChainID); err != nil {
+				t.Fatal(err)
+			}
+			cm.Signatures = append(cm.Signatures, CommitSig{Validator: v.Validator, Signature: v.Signature})
+		}
+		out, commits = append(out, b), append(commits, cm)
+		prev, results, last = b.Hash(), f.roots[h], *cm
+	}
+	return out, commits
+}
+
+// failoverChain runs silentStart's victim through a move, a heartbeat and
+// the operation's end, and a rollback move, to have every new entry kind
+// and decision on one chain.
+func failoverChain(t *testing.T) *fleet {
+	t.Helper()
+	f, id, victim, _, released := silentStart(t)
+	lease := f.m.Genesis().Params.ExecutorLease()
+	f.blockAt(released + lease + 1) // the victim's tasks move
+	f.block(10, f.heartbeat(victim, f.time))
+	sub, id2 := f.submit(undoOp)
+	f.block(10, sub)
+	for n := 0; n < 10 && !f.op(id2).Saga.Tasks[0].Undoing; n++ {
+		f.round(10, []Hash{id, id2}, failB)
+	}
+	silent := f.key(f.task(id2, "a").RollbackExecutor)
+	f.block(lease + 1) // a's rollback moves
+	for n := 0; n < 5; n++ {
+		f.round(10, []Hash{id, id2}, failB, silent)
+	}
+	if a, b := f.op(id).Saga.Status, f.op(id2).Saga.Status; a != taskrt.OpCompleted || b != taskrt.OpRolledBack {
+		t.Fatalf("statuses %s and %s, want completed and rolled_back", a, b)
+	}
+	if len(eventsOf(f.op(id), taskrt.EventTaskMoved)) == 0 || len(eventsOf(f.op(id2), taskrt.EventRollbackMoved)) != 1 {
+		t.Fatal("the chain lacks a task or a rollback move")
+	}
+	return f
+}
+
+// TestFailoverReplays: the blocks of a chain with moves, a heartbeat and
+// an executor back up replay from genesis on a fresh machine to the same
+// results roots, and verify as a signed chain; a block whose failover
+// names another executor is refused at that entry.
+func TestFailoverReplays(t *testing.T) {
+	f := failoverChain(t)
+	m2, err := NewMachine(f.m.Genesis())
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := &testChain{t: t, m: m2, st: NewMemState()}
+	for h, entries := range f.blocks {
+		replay.apply(f.ctxs[h], entries)
+		if replay.roots[h] != f.roots[h] {
+			t.Fatalf("results root of block %d differs on replay", h+1)
+		}
+	}
+	blocks, commits := signedFleet(t, f, f.blocks)
+	rep, err := VerifyChain(f.m.Genesis(), &sliceSource{blocks: blocks, commits: commits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Statuses[taskrt.OpCompleted] != 1 || rep.Statuses[taskrt.OpRolledBack] != 1 {
+		t.Fatalf("verify report %+v, want one completed and one rolled back", rep)
+	}
+
+	tampered := 0
+	for h, entries := range f.blocks {
+		for k, e := range entries {
+			if e.Kind != KindFailover {
+				continue
+			}
+			fo := decodeAs[*Failover](t, e)
+			fo.From = f.after(fo.From)
+			bad := slices.Clone(f.blocks)
+			bad[h] = slices.Clone(entries)
+			bad[h][k], _ = NewEntry(KindFailover, fo)
+			blocks, commits := signedFleet(t, f, bad)
+			_, err := VerifyChain(f.m.Genesis(), &sliceSource{blocks: blocks, commits: commits})
+			var fault *Fault
+			if !errors.As(err, &fault) || fault.Height != uint64(h+1) || fault.Entry != k || !errors.Is(err, ErrNotExecutor) {
+				t.Fatalf("block %d with failover %d naming %s: verify said %v, want ErrNotExecutor at that entry", h+1, k, fo.From.Hex(), err)
+			}
+			tampered++
+		}
+	}
+	if tampered < 2 {
+		t.Fatalf("tampered %d failovers, want the task's and the rollback's", tampered)
+	}
+}
+
+// TestVerifyCountsHeartbeatSignatures: VerifyReport.Signatures counts the
+// signatures Verify checked, and it checks each heartbeat's.
+func TestVerifyCountsHeartbeatSignatures(t *testing.T) {
+	f := failoverChain(t)
+	blocks, commits := signedFleet(t, f, f.blocks)
+	rep, err := VerifyChain(f.m.Genesis(), &sliceSource{blocks: blocks, commits: commits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, heartbeats uint64
+	for _, b := range blocks {
+		want += 1 + uint64(len(b.LastCommit.Signatures))
+		for _, e := range b.Entries {
+			switch e.Kind {
+			case KindSubmission, KindAttestation, KindRollbackAttestation, KindAttestations, KindRetry, KindAnnouncement:
+				want++
+			case KindHeartbeat:
+				want++
+				heartbeats++
+			case KindEvidence:
+				want += 2
+			}
+		}
+	}
+	if heartbeats == 0 {
+		t.Fatal("the chain carries no heartbeat")
+	}
+	if rep.Signatures != want {
+		t.Fatalf("verify counted %d signatures, the chain has %d (%d of them heartbeats')", rep.Signatures, want, heartbeats)
+	}
+}
+
+// TestFailoverIsNeverGossiped: failovers, like timeouts, are made by
+// proposers; an executor's heartbeat is authenticated like its
+// attestations.
+func TestFailoverIsNeverGossiped(t *testing.T) {
+	f := newFleet(t, 3)
+	if err := f.m.Authenticate(failoverOf(t, Hash{1}, "a", false, f.keys[0].Address())); err == nil {
+		t.Error("a failover passed Authenticate")
+	}
+	if err := f.m.Authenticate(f.heartbeat(f.keys[0], 1000)); err != nil {
+		t.Errorf("a validator's heartbeat: %v", err)
+	}
+	if err := f.m.Authenticate(f.heartbeat(testKey(t, 9), 1000)); !errors.Is(err, ErrNotValidator) {
+		t.Errorf("a stranger's heartbeat: got %v, want ErrNotValidator", err)
+	}
+	hb := decodeAs[*Heartbeat](t, f.heartbeat(f.keys[0], 1000))
+	hb.Time++
+	forged, _ := NewEntry(KindHeartbeat, hb)
+	if err := f.m.Authenticate(forged); !errors.Is(err, ErrWrongSigner) {
+		t.Errorf("a heartbeat altered after signing: got %v, want ErrWrongSigner", err)
 	}
 }
