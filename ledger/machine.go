@@ -756,6 +756,12 @@ func (m *Machine) applyBody(st *Overlay, ctx Context, e Entry, hash Hash, out *A
 		if err := checkAttestationData(b.Task, b.Output, b.Error); err != nil {
 			return nil, err
 		}
+		// As for a batch item (below): a block may not carry both this and
+		// a timeout or failover of its task, and a failover with nowhere to
+		// move the work leaves it with this very executor.
+		if st.timedOutHere(taskKey{b.Operation, b.Task, b.Rollback}) {
+			return nil, fmt.Errorf("task %q: %w", b.Task, ErrAttestedInBlock)
+		}
 		if !b.Rollback {
 			if err := m.checkBlockBudget(st); err != nil {
 				return nil, err
