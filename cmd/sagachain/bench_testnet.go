@@ -166,7 +166,7 @@ func (a *app) benchPhases(ctx context.Context, p benchPlan, rep *benchTestnetRep
 	}
 	// levels runs every scenario and level of p on one testnet.
 	levels := func(phase string, down []int) error {
-		return a.onBenchNet(ctx, rep.Validators, down, func(b *benchRun, _ *benchNet) error {
+		return a.onBenchNet(ctx, p, rep.Validators, down, func(b *benchRun, _ *benchNet) error {
 			for _, sc := range p.scenarios {
 				op, err := sc.load()
 				if err != nil {
@@ -206,7 +206,7 @@ func (a *app) benchPhases(ctx context.Context, p benchPlan, rep *benchTestnetRep
 		}
 		for _, conc := range p.levels {
 			at := benchKillPoint(rng, p.ops)
-			err := a.onBenchNet(ctx, rep.Validators, nil, func(b *benchRun, net *benchNet) error {
+			err := a.onBenchNet(ctx, p, rep.Validators, nil, func(b *benchRun, net *benchNet) error {
 				if err := b.warmup(ctx, sc, op); err != nil {
 					return fmt.Errorf("%s, %s warm-up: %w", phaseKilled, sc.name, err)
 				}
@@ -253,8 +253,8 @@ func benchKillPoint(rng *rand.Rand, n int) int {
 }
 
 // onBenchNet starts a testnet of n validators, all but down, runs f with a
-// benchRun against node0, and stops the testnet whatever f returns.
-func (a *app) onBenchNet(ctx context.Context, n int, down []int, f func(*benchRun, *benchNet) error) (err error) {
+// benchRun of p against node0, and stops the testnet whatever f returns.
+func (a *app) onBenchNet(ctx context.Context, p benchPlan, n int, down []int, f func(*benchRun, *benchNet) error) (err error) {
 	t0 := time.Now()
 	net, err := startBenchNet(ctx, n, down)
 	if err != nil {
@@ -267,12 +267,7 @@ func (a *app) onBenchNet(ctx context.Context, n int, down []int, f func(*benchRu
 		return fmt.Errorf("node0: %w", err)
 	}
 	defer c.Close()
-	return f(&benchRun{a: a, c: c, key: net.key, chainID: benchChainID, lostAfter: a.benchLostAfter()}, net)
-}
-
-// benchLostAfter is --lost-after, which benchFlags checked already.
-func (a *app) benchLostAfter() time.Duration {
-	return cast.ToDuration(a.flags.Get("lost-after"))
+	return f(&benchRun{a: a, c: c, key: net.key, chainID: benchChainID, lostAfter: p.lostAfter}, net)
 }
 
 // movedAfterKill reads the events of a level's operations back from node0
