@@ -45,8 +45,8 @@ sagachain node process per validator, signing with a key made for it) and
 measures it in up to three phases side by side: "all up"; "down at start",
 another fresh testnet on which --kill K validators are never started; and
 "killed mid-run", a fresh testnet per scenario and level on which the same K
-validators get SIGKILL once a random 30-70% of the level's operations were
-sent. For the kill it also reports the time from the kill to the block of the
+validators get SIGKILL once a random 30-70% of the level's operations have
+ended. For the kill it also reports the time from the kill to the block of the
 first attestation of a task (or rollback) that moved off a dead validator
 after it, n/a when none moved. Node0, whose RPC bench uses, is never down.
 --seed makes the choices repeatable; every process it started is killed when
@@ -313,11 +313,11 @@ type levelRun struct {
 var errLost = errors.New("not final within --lost-after")
 
 // level runs n operations of sc with conc submitters at once, and times
-// each from sending sc_submit to seeing its final status. before, if not
-// nil, is called with the index of every operation before it is sent (on
-// the submitter that sends it, which waits for it); an error from it ends
-// the level.
-func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Operation, conc, n int, before func(ctx context.Context, i int) error) (levelRun, error) {
+// each from sending sc_submit to seeing its final status. after, if not
+// nil, is called each time an operation ended (finished or lost) with how
+// many have ended so far, 1 to n, once each, on the submitter of the one
+// that ended, which waits for it; an error from it ends the level.
+func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Operation, conc, n int, after func(ctx context.Context, ended int) error) (levelRun, error) {
 	// Signing happens before the clock starts: it is the client's cost.
 	entries := make([]ledger.Entry, n)
 	for i := range entries {
@@ -336,6 +336,7 @@ func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Opera
 	defer cancel()
 	var (
 		next     atomic.Int64
+		ended    atomic.Int64
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
@@ -366,12 +367,6 @@ func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Opera
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				if before != nil {
-					if err := before(ctx, i); err != nil {
-						fail(err)
-						return
-					}
-				}
 				t0 := time.Now()
 				id, status, err := b.one(ctx, entries[i])
 				ids[i] = id
@@ -388,6 +383,12 @@ func (b *benchRun) level(ctx context.Context, sc benchScenario, op *taskrt.Opera
 					mu.Lock()
 					outcomes[status]++
 					mu.Unlock()
+				}
+				if e := int(ended.Add(1)); after != nil {
+					if err := after(ctx, e); err != nil {
+						fail(err)
+						return
+					}
 				}
 			}
 		}()

@@ -166,7 +166,7 @@ func TestBenchTestnetPhases(t *testing.T) {
 			t.Errorf("phase %q: kill to moved %q", p, moved)
 		}
 	}
-	if !strings.Contains(r.stdout, "seed 7;") || !strings.Contains(r.stdout, "killed mid-run, complete at 1: SIGKILL before operation ") {
+	if !strings.Contains(r.stdout, "seed 7;") || !strings.Contains(r.stdout, "killed mid-run, complete at 1: SIGKILL once ") {
 		t.Errorf("stdout lacks the seed or the kill's note:\n%s", r.stdout)
 	}
 }

@@ -63,8 +63,9 @@ type benchPhaseResult struct {
 // benchKill is when the validators of a killed mid-run row died and how
 // soon the work they held moved on.
 type benchKill struct {
-	// BeforeOp is the index of the operation the kill came just before.
-	BeforeOp int `json:"before_op"`
+	// AfterOps is how many of the level's operations had ended (finished
+	// or lost) when the kill came.
+	AfterOps int `json:"after_ops"`
 	// Height is node0's head when the kill came; Time the kill's wall
 	// time in Unix milliseconds, the unit of block times.
 	Height uint64 `json:"height"`
@@ -210,10 +211,10 @@ func (a *app) benchPhases(ctx context.Context, p benchPlan, rep *benchTestnetRep
 				if err := b.warmup(ctx, sc, op); err != nil {
 					return fmt.Errorf("%s, %s warm-up: %w", phaseKilled, sc.name, err)
 				}
-				a.log.Info("bench", "phase", phaseKilled, "scenario", sc.name, "concurrency", conc, "ops", p.ops, "kill_before_op", at)
-				k := &benchKill{BeforeOp: at}
-				before := func(ctx context.Context, i int) error {
-					if i != at {
+				a.log.Info("bench", "phase", phaseKilled, "scenario", sc.name, "concurrency", conc, "ops", p.ops, "kill_after_ops", at)
+				k := &benchKill{AfterOps: at}
+				after := func(ctx context.Context, ended int) error {
+					if ended != at {
 						return nil
 					}
 					hctx, cancel := context.WithTimeout(ctx, benchHeadTimeout)
@@ -227,7 +228,7 @@ func (a *app) benchPhases(ctx context.Context, p benchPlan, rep *benchTestnetRep
 					k.Time = t.UnixMilli()
 					return err
 				}
-				r, err := b.level(ctx, sc, op, conc, p.ops, before)
+				r, err := b.level(ctx, sc, op, conc, p.ops, after)
 				if err != nil {
 					return fmt.Errorf("%s, %s at concurrency %d: %w", phaseKilled, sc.name, conc, err)
 				}
@@ -245,11 +246,13 @@ func (a *app) benchPhases(ctx context.Context, p benchPlan, rep *benchTestnetRep
 	return nil
 }
 
-// benchKillPoint picks the operation of n before which the kill comes: a
-// random one from 30% to 70% of the way, so that the kill finds the level
-// in full flow, and not always at the same point of it.
+// benchKillPoint picks how many of n operations have ended when the kill
+// comes: a random 30% to 70%, so that the kill finds the level in full
+// flow, and not always at the same point of it. It counts operations that
+// ended, not ones sent, because at a concurrency near n all are sent at
+// once: a kill after the 13th of 20 was sent came before any ended.
 func benchKillPoint(rng *rand.Rand, n int) int {
-	return min(int(float64(n)*(0.3+0.4*rng.Float64())), n-1)
+	return max(1, int(float64(n)*(0.3+0.4*rng.Float64())))
 }
 
 // onBenchNet starts a testnet of n validators, all but down, runs f with a
@@ -405,8 +408,8 @@ func (a *app) printBenchTestnet(rep *benchTestnetReport, asJSON bool) error {
 			} else {
 				na = true
 			}
-			notes = append(notes, fmt.Sprintf("%s, %s at %d: SIGKILL before operation %d of %d, at height %d; %s after it",
-				r.Phase, r.Scenario, r.Concurrency, k.BeforeOp+1, r.Ops, k.Height, plural(k.Moves, "move")))
+			notes = append(notes, fmt.Sprintf("%s, %s at %d: SIGKILL once %d of %d operations had ended, at height %d; %s after it",
+				r.Phase, r.Scenario, r.Concurrency, k.AfterOps, r.Ops, k.Height, plural(k.Moves, "move")))
 		}
 		fmt.Fprintf(a.stdout, row, r.Phase, r.Scenario, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Ops), fmt.Sprintf("%.1f", r.OpsPerSec), vs, p50, p95,
 			fmt.Sprint(r.Completed), fmt.Sprint(r.RolledBack), fmt.Sprint(r.RollbackFailed), fmt.Sprint(r.Lost), moved)
