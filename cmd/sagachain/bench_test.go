@@ -233,17 +233,17 @@ func TestFirstMovedAttestation(t *testing.T) {
 	views := []*taskrt.OperationView{
 		{ID: "0xa", Events: []taskrt.Event{
 			// Before the kill: not counted.
-			{Height: 4, Type: eventTaskMoved, Stage: stage(0), Task: "a"},
+			{Height: 4, Type: taskrt.EventTaskMoved, Stage: stage(0), Task: "a"},
 			{Height: 5, Type: taskrt.EventTaskAttested, Stage: stage(0), Task: "a"},
-			{Height: 12, Type: eventTaskMoved, Stage: stage(1), Task: "c"},
+			{Height: 12, Type: taskrt.EventTaskMoved, Stage: stage(1), Task: "c"},
 			{Height: 13, Type: taskrt.EventTaskAttested, Stage: stage(1), Task: "d"},
 			{Height: 15, Type: taskrt.EventTaskAttested, Stage: stage(1), Task: "c"},
 		}},
 		{ID: "0xb", Events: []taskrt.Event{
 			// Moved first, but never attested: not the first failover.
-			{Height: 10, Type: eventTaskMoved, Stage: stage(0), Task: "b"},
+			{Height: 10, Type: taskrt.EventTaskMoved, Stage: stage(0), Task: "b"},
 			// Moved at the same height as 0xa's c, attested sooner.
-			{Height: 12, Type: eventRollbackMoved, Stage: stage(0), Task: "a"},
+			{Height: 12, Type: taskrt.EventRollbackMoved, Stage: stage(0), Task: "a"},
 			{Height: 13, Type: taskrt.EventTaskAttested, Stage: stage(0), Task: "a"},
 			{Height: 14, Type: taskrt.EventTaskRolledBack, Stage: stage(0), Task: "a"},
 		}},

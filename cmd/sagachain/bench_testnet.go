@@ -28,15 +28,6 @@ const (
 
 var benchPhases = []string{phaseAllUp, phaseDown, phaseKilled}
 
-// The events the executor failover (issue 11) records when it moves a task
-// or a rollback off an executor it holds down. taskrt does not name them
-// yet; bench reads them by these names so that it measures the failover
-// as soon as the ledger records it.
-const (
-	eventTaskMoved     = "task_moved"
-	eventRollbackMoved = "rollback_moved"
-)
-
 // benchTestnetReport is what bench --testnet prints: the rows of every
 // phase, and what was down in them.
 type benchTestnetReport struct {
@@ -325,9 +316,9 @@ func firstMovedAttestation(views []*taskrt.OperationView, from uint64) (int, *mo
 		for i, e := range v.Events {
 			var ends []string
 			switch e.Type {
-			case eventTaskMoved:
+			case taskrt.EventTaskMoved:
 				ends = []string{taskrt.EventTaskAttested, taskrt.EventTaskFailed}
-			case eventRollbackMoved:
+			case taskrt.EventRollbackMoved:
 				ends = []string{taskrt.EventTaskRolledBack, taskrt.EventTaskRollbackFailed}
 			default:
 				continue
@@ -419,7 +410,7 @@ func (a *app) printBenchTestnet(rep *benchTestnetReport, asJSON bool) error {
 	}
 	if na {
 		fmt.Fprintf(a.stdout, "kill to moved n/a: no task or rollback moved off a killed validator and was attested after the kill (no %s or %s event followed by an attestation)\n",
-			eventTaskMoved, eventRollbackMoved)
+			taskrt.EventTaskMoved, taskrt.EventRollbackMoved)
 	}
 	_, err := fmt.Fprintln(a.stdout, "ops/s counts the operations that finished; p50 and p95 are theirs; lost: not final within lost-after")
 	return err
