@@ -105,9 +105,11 @@ type ConsensusConfig struct {
 	// TimeoutPropose is how long a round waits for a proposal before voting nil.
 	TimeoutPropose time.Duration `mapstructure:"timeout_propose"`
 	// TimeoutProposeDown is how long a round waits for a proposal from a
-	// validator the chain marks down (its executor lease expired): it
-	// only has to cover one that proposes anyway, one gossip hop and a
-	// block's building, not a busy live proposer.
+	// validator the chain marks down (its executor lease expired) or this
+	// node has no connection to: it only has to cover one that proposes
+	// anyway, one gossip hop and a block's building, not a busy live
+	// proposer; a validator wrongly taken for down loses its round, not
+	// the chain's safety.
 	TimeoutProposeDown time.Duration `mapstructure:"timeout_propose_down"`
 	// MaxBlockEntries caps the entries of a block this node proposes; the
 	// genesis max_block_entries, which every validator holds blocks to,
@@ -172,7 +174,7 @@ func Default() Config {
 			RefusedBackoff: time.Minute, RefusalLogInterval: time.Minute, MaxConnsPerPeer: 8},
 		Consensus: ConsensusConfig{
 			TimeoutPropose:     time.Second,
-			TimeoutProposeDown: 50 * time.Millisecond,
+			TimeoutProposeDown: 20 * time.Millisecond,
 			MaxBlockEntries:    5000,
 			MaxBlockInterval:   200 * time.Millisecond,
 		},

@@ -152,7 +152,12 @@ func (d *Driver) Run(ctx context.Context) error {
 		case <-poll.C:
 			if d.core == nil {
 				err = d.follow(ctx)
-			} else {
+				break
+			}
+			// Asked again at every poll, not only after a commit: a
+			// validator killed in the middle of a height would otherwise
+			// cost that height's round it leads the full waits.
+			if err = d.call(ctx, d.tellDown()); err == nil {
 				err = d.startIfWork(ctx)
 			}
 		case <-probe.C:

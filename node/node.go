@@ -687,11 +687,19 @@ func (n *Node) check(e ledger.Entry) error {
 // HasWork implements consensus.Host.
 func (n *Node) HasWork() bool { return n.app.HasWork() }
 
-// ProposerDown implements consensus.Host: whether the committed state
-// marks validator a down (its executor lease expired and nothing it
-// signed reached a block since). A store that cannot be read reports
-// nobody down, so rounds wait in full, as they always did.
+// ProposerDown implements consensus.Host: whether validator a is down,
+// as far as a round's wait for its proposal goes. That is the case when
+// the committed state marks it down (its executor lease expired and
+// nothing it signed reached a block since), or when this node has no
+// connection to it: a killed process's connections close at once, while
+// the chain marks it down only once a task of its lease expires, and till
+// then every round it leads would cost a full propose and precommit wait.
+// Either way it only shortens a timer, so a wrong answer costs a round,
+// never safety. A store that cannot be read reports nobody down.
 func (n *Node) ProposerDown(a ledger.Address) bool {
+	if n.net != nil && a != n.opts.Key.Address() && !slices.Contains(n.net.Peers(), a) {
+		return true
+	}
 	hosts, err := n.store.Hosts()
 	return err == nil && hosts.IsDown(a)
 }

@@ -205,7 +205,7 @@ func checkHistory(v *taskrt.OperationView) error {
 				return at("stage %d released after stage %d", k, stage)
 			}
 			stage = k
-		case taskrt.EventTaskAttested, taskrt.EventTaskFailed, taskrt.EventTaskTimedOut, eventTaskMoved:
+		case taskrt.EventTaskAttested, taskrt.EventTaskFailed, taskrt.EventTaskTimedOut, taskrt.EventTaskMoved:
 			switch {
 			case rolling:
 				return at("a task's run recorded while rolling back stage %d", rb)
@@ -214,7 +214,7 @@ func checkHistory(v *taskrt.OperationView) error {
 			case ended[e.Task]:
 				return at("task %q has had its outcome already", e.Task)
 			}
-			ended[e.Task] = e.Type != eventTaskMoved
+			ended[e.Task] = e.Type != taskrt.EventTaskMoved
 		case taskrt.EventRollbackReleased:
 			switch {
 			case !rolling && k != stage:
@@ -231,7 +231,7 @@ func checkHistory(v *taskrt.OperationView) error {
 				return at("a retry of stage %d while stage %d rolls back", k, rb)
 			}
 			retried, finished = true, ""
-		case taskrt.EventTaskRolledBack, taskrt.EventTaskRollbackFailed, eventRollbackMoved:
+		case taskrt.EventTaskRolledBack, taskrt.EventTaskRollbackFailed, taskrt.EventRollbackMoved:
 			switch {
 			case !rolling:
 				return at("a rollback recorded before any rollback was released")
@@ -240,7 +240,7 @@ func checkHistory(v *taskrt.OperationView) error {
 			case undone[e.Task]:
 				return at("the rollback of task %q has had its outcome already", e.Task)
 			}
-			undone[e.Task] = e.Type != eventRollbackMoved
+			undone[e.Task] = e.Type != taskrt.EventRollbackMoved
 		case taskrt.EventFinished:
 			finished = e.Status
 		}
@@ -264,13 +264,6 @@ func checkHistory(v *taskrt.OperationView) error {
 	}
 	return nil
 }
-
-// The events of a failover (issue 11): a task's run or its rollback taken
-// from an executor that is down and given to the next live host.
-const (
-	eventTaskMoved     = "task_moved"
-	eventRollbackMoved = "rollback_moved"
-)
 
 // eventString says what one event is, in a few words: type, stage, task,
 // height.

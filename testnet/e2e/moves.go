@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/sagachain/sagachain/ledger"
-	"github.com/sagachain/sagachain/node/rpc"
 	"github.com/sagachain/sagachain/taskrt"
 )
 
@@ -35,28 +31,23 @@ type Move struct {
 	OutcomeHeight uint64
 }
 
-// movedEvent is an operation event as the node's RPC sends it, with the
-// fields of a move that taskrt.Event does not carry.
-type movedEvent struct {
-	taskrt.Event
-	From string `json:"from,omitempty"`
-	To   string `json:"to,omitempty"`
-}
-
 // Moves reads the history of every operation of acked from nd and returns
 // the moves they record, operation by operation in the order of acked.
 func Moves(nd *Node, acked []Acked) ([]Move, error) {
 	var out []Move
 	for _, a := range acked {
-		evs, err := rawEvents(nd, a.ID)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		v, err := nd.client.Operation(ctx, a.ID)
+		cancel()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: operation %s: %w", nd.Name, a.ID.Hex(), err)
 		}
+		evs := v.Events
 		for i, e := range evs {
-			if e.Type != eventTaskMoved && e.Type != eventRollbackMoved {
+			if e.Type != taskrt.EventTaskMoved && e.Type != taskrt.EventRollbackMoved {
 				continue
 			}
-			m := Move{Operation: a.ID, Name: a.Name, Rollback: e.Type == eventRollbackMoved, Task: e.Task, Reason: e.Reason, Height: e.Height}
+			m := Move{Operation: a.ID, Name: a.Name, Rollback: e.Type == taskrt.EventRollbackMoved, Task: e.Task, Reason: e.Reason, Height: e.Height}
 			if e.Stage == nil {
 				return nil, fmt.Errorf("%s: operation %s: %s of task %q at height %d names no stage", nd.Name, a.ID.Hex(), e.Type, e.Task, e.Height)
 			}
@@ -84,47 +75,6 @@ func Moves(nd *Node, acked []Acked) ([]Move, error) {
 		}
 	}
 	return out, nil
-}
-
-// rawEvents calls sc_operation on nd over plain JSON-RPC: rpc.Client
-// decodes into taskrt.OperationView, whose events drop the fields of a
-// move.
-func rawEvents(nd *Node, id ledger.Hash) ([]movedEvent, error) {
-	req, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": rpc.Namespace + "_operation", "params": []any{id}})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, nd.RPC+"/", bytes.NewReader(req))
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: operation %s: %w", nd.Name, id.Hex(), err)
-	}
-	defer resp.Body.Close()
-	var res struct {
-		Result *struct {
-			Events []movedEvent `json:"events"`
-		} `json:"result"`
-		Error *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return nil, fmt.Errorf("%s: operation %s: HTTP %s: %w", nd.Name, id.Hex(), resp.Status, err)
-	}
-	switch {
-	case res.Error != nil:
-		return nil, fmt.Errorf("%s: operation %s: error %d: %s", nd.Name, id.Hex(), res.Error.Code, res.Error.Message)
-	case res.Result == nil:
-		return nil, fmt.Errorf("%s: operation %s: no result", nd.Name, id.Hex())
-	}
-	return res.Result.Events, nil
 }
 
 // BlockTimes returns the time of each block of heights on nd, by height.
