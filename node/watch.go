@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node/metrics"
 	"github.com/sagachain/sagachain/node/monitor"
 	"github.com/sagachain/sagachain/taskrt"
 )
@@ -22,6 +24,13 @@ type failureWatch struct {
 	notifier *monitor.Notifier
 	machine  *ledger.Machine
 	log      *slog.Logger
+	// store holds the committed liveness (ledger.Hosts) that host_down
+	// alerts read after each block.
+	store   ledger.StateReader
+	metrics *metrics.Metrics
+	// down is the number of executors marked down at the last read of the
+	// hosts: while it is 0, only a block with a failover can change it.
+	down int
 }
 
 // memState keeps monitor state in memory, for nodes without a home.
@@ -52,7 +61,14 @@ func newFailureWatch(n *Node) (*failureWatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &failureWatch{watch: w, notifier: notifier, machine: n.machine, log: n.log}, nil
+	f := &failureWatch{watch: w, notifier: notifier, machine: n.machine, log: n.log, store: n.store, metrics: n.metrics}
+	hosts, err := n.store.Hosts()
+	if err != nil {
+		return nil, fmt.Errorf("failure watch: read executor liveness: %w", err)
+	}
+	f.down = len(hosts.Down())
+	f.metrics.ExecutorsDown(f.down, 0)
+	return f, nil
 }
 
 // lookup names a task's run and rollback functions.
@@ -83,12 +99,22 @@ func (f *failureWatch) observe(b *ledger.Block, ops []*ledger.OpRecord) error {
 	for _, r := range ops {
 		byID[r.ID] = r
 	}
-	alerts, err := f.watch.Observe(b.Header.Height, b.Header.Time, ops, f.lookup(byID))
+	lookup := f.lookup(byID)
+	alerts, err := f.watch.Observe(b.Header.Height, b.Header.Time, ops, lookup)
 	if err != nil {
 		return err
 	}
+	down, err := f.hostsDown(b, ops, lookup)
+	if err != nil {
+		return err
+	}
+	alerts = append(alerts, down...)
 	for _, a := range alerts {
-		f.log.Warn("failure alert", "id", a.ID, "kind", a.Kind, "functions", a.Functions, "count", a.Count, "height", a.Height)
+		attrs := []any{"id", a.ID, "kind", a.Kind, "functions", a.Functions, "count", a.Count, "height", a.Height}
+		if a.Executor != nil {
+			attrs = append(attrs, "executor", a.Executor.Hex())
+		}
+		f.log.Warn("failure alert", attrs...)
 	}
 	if err := f.notifier.Enqueue(alerts...); err != nil {
 		return err
@@ -101,6 +127,34 @@ func (f *failureWatch) observe(b *ledger.Block, ops []*ledger.OpRecord) error {
 		return nil
 	}
 	return f.watch.Save()
+}
+
+// hostsDown returns the host_down alerts of block b, read from the hosts
+// the store holds after it, and updates the liveness metrics. Only a
+// failover marks an executor down, and any entry it signs brings it up:
+// so the hosts are read for a block that carries a failover, or while the
+// last read found an executor down, and a healthy chain pays nothing.
+func (f *failureWatch) hostsDown(b *ledger.Block, ops []*ledger.OpRecord, lookup monitor.Lookup) ([]monitor.Alert, error) {
+	if f.down == 0 && !slices.ContainsFunc(b.Entries, func(e ledger.Entry) bool { return e.Kind == ledger.KindFailover }) {
+		return nil, nil
+	}
+	hosts, err := f.store.Hosts()
+	if err != nil {
+		return nil, fmt.Errorf("block %d: read executor liveness: %w", b.Header.Height, err)
+	}
+	down := hosts.Down()
+	marked := 0
+	for _, a := range down {
+		if hosts.ByValidator[a].DownHeight == b.Header.Height {
+			marked++
+		}
+	}
+	f.down = len(down)
+	f.metrics.ExecutorsDown(f.down, marked)
+	if marked == 0 {
+		return nil, nil
+	}
+	return f.watch.ObserveHosts(b.Header.Height, hosts, ops, lookup)
 }
 
 // failedAt reports whether any of ops recorded a failure at height.
@@ -170,6 +224,8 @@ func entryOperation(e ledger.Entry) (ledger.Hash, bool) {
 	case *ledger.Attestation:
 		return b.Operation, true
 	case *ledger.Timeout:
+		return b.Operation, true
+	case *ledger.Failover:
 		return b.Operation, true
 	case *ledger.Retry:
 		return b.Operation, true

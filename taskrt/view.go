@@ -2,7 +2,8 @@ package taskrt
 
 // OperationView is one operation as `sagachain op get --json` and
 // `sagachain run --json` print it (SPEC §2). Fields only a ledger knows
-// (submitter, heights, stage hashes, executors) are left for it to fill.
+// (submitter, heights, stage hashes, executors and their history) are left
+// for it to fill.
 type OperationView struct {
 	ID              string      `json:"id"`
 	Name            string      `json:"name"`
@@ -40,6 +41,25 @@ type TaskView struct {
 	Outcome          TaskStatus `json:"outcome,omitempty"`
 	RollbackAttempts int        `json:"rollback_attempts,omitempty"`
 	RollbackError    string     `json:"rollback_error,omitempty"`
+	// Executors is where the task ran, in order: its first assignment,
+	// then one entry per move (EventTaskMoved). Only a ledger fills it, so
+	// that a reader sees the path of a task whose executor went silent
+	// without piecing it together from the events.
+	Executors []Assignment `json:"executors,omitempty"`
+	// RollbackExecutor is the executor the rollback is assigned to, once
+	// the task's rollback was released; RollbackExecutors is the path of
+	// that assignment as Executors is of the run's.
+	RollbackExecutor  string       `json:"rollback_executor,omitempty"`
+	RollbackExecutors []Assignment `json:"rollback_executors,omitempty"`
+}
+
+// Assignment is one step of a task's executor history: the executor that
+// held the work from the block at Height, and, for a move, why the work
+// left the one before.
+type Assignment struct {
+	Executor string `json:"executor"`
+	Height   uint64 `json:"height"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // NewView renders an operation's plan, kernel state and history.

@@ -94,8 +94,8 @@ func (a *app) opGet(cmd *cobra.Command, args []string) error {
 }
 
 // writeOperation writes an operation for a person: what it is, each stage
-// with each task (functions, executor, attempts, rule and verdict, output,
-// error), then its history. Every recorded string goes through printable,
+// with each task (functions, executor and where it moved from, attempts,
+// rule and verdict, output, error), then its history. Every recorded string goes through printable,
 // since anyone who can submit, or whose function is called, wrote it.
 func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 	fmt.Fprintf(b, "%s %s\n", printable(v.Name), printable(v.ID))
@@ -126,6 +126,11 @@ func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 			if t.Executor != "" {
 				fmt.Fprintf(b, "%sexecutor  %s\n", pad, printable(t.Executor))
 			}
+			writeMoves(b, pad, "moved", t.Executors)
+			if t.RollbackExecutor != "" {
+				fmt.Fprintf(b, "%sundo by   %s\n", pad, printable(t.RollbackExecutor))
+			}
+			writeMoves(b, pad, "undo move", t.RollbackExecutors)
 			if t.Rule != "" {
 				verdict := t.Validation
 				if verdict == "" {
@@ -170,6 +175,9 @@ func writeOperation(b *strings.Builder, v taskrt.OperationView) {
 		}
 		if e.Status != "" {
 			fmt.Fprintf(b, " %s", printable(e.Status))
+		}
+		if e.From != "" || e.To != "" {
+			fmt.Fprintf(b, " %s → %s", printable(e.From), printable(e.To))
 		}
 		if e.Reason != "" {
 			fmt.Fprintf(b, ": %s", printable(e.Reason))
@@ -240,4 +248,17 @@ func (a *app) opRetry(cmd *cobra.Command, args []string) error {
 	}
 	_, err = fmt.Fprintf(a.stdout, "retry of %s recorded: its remaining rollbacks run again; follow it with sagachain op get %s\n", id.Hex(), id.Hex())
 	return err
+}
+
+// writeMoves writes the moves of an executor history (the steps after the
+// first assignment), one line each: the block, from whom to whom, why.
+func writeMoves(b *strings.Builder, pad, label string, history []taskrt.Assignment) {
+	for k := 1; k < len(history); k++ {
+		from, to := history[k-1], history[k]
+		fmt.Fprintf(b, "%s%-9s at block %d: %s → %s", pad, label, to.Height, printable(from.Executor), printable(to.Executor))
+		if to.Reason != "" {
+			fmt.Fprintf(b, " (%s)", printable(to.Reason))
+		}
+		b.WriteString("\n")
+	}
 }

@@ -16,6 +16,7 @@ import (
 //	book-trip 0x3fa2…9c1d · 3 stages · 5 tasks
 //	stage 0 ▶ flight, payment
 //	  ✓ flight   airline.reserve  rule passed  (12ms)
+//	  ⇄ hotel    hotel.book       moved 0xab12…cd34 → 0xef56…7890: executor … signed nothing …
 //	rollback stage 0 ◀ flight, payment
 //	  ↺ flight   airline.cancel   undone  (3ms)
 //	rolled_back in 1.24s
@@ -155,6 +156,12 @@ func (r *renderer) event(e taskrt.Event, s opState) {
 	case taskrt.EventTaskRollbackFailed:
 		t := task()
 		r.taskLine(e, "✗", red, t.ID, t.Rollback, "rollback failed: "+e.Reason)
+	case taskrt.EventTaskMoved:
+		t := task()
+		r.taskLine(e, "⇄", yellow, t.ID, t.Run, moved(e))
+	case taskrt.EventRollbackMoved:
+		t := task()
+		r.taskLine(e, "⇄", yellow, t.ID, rollbackName(t.Rollback), "rollback "+moved(e))
 	case taskrt.EventRollbackRetried:
 		r.printf("%s\n", r.paint(bold, fmt.Sprintf("retrying rollback of stage %d", *e.Stage)))
 	case taskrt.EventFinished:
@@ -175,6 +182,16 @@ func (r *renderer) event(e taskrt.Event, s opState) {
 			r.printf("  stages 0 to %d were not undone\n", k-1)
 		}
 	}
+}
+
+// moved says where a task's run or rollback moved and why, with the
+// executors shortened: the reason names the one that went silent in full.
+func moved(e taskrt.Event) string {
+	s := fmt.Sprintf("moved %s → %s", shortID(e.From), shortID(e.To))
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
 }
 
 // stuckStage is the stage whose rollback failed, or -1.

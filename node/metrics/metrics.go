@@ -44,6 +44,8 @@ type Metrics struct {
 	peers            prometheus.Gauge
 	blocks           prometheus.Counter
 	entries          prometheus.Counter
+	executorsDown    prometheus.Gauge
+	markedDown       prometheus.Counter
 
 	gatherer prometheus.Gatherer
 
@@ -121,10 +123,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sagachain_entries_total",
 			Help: "Entries of the blocks committed since the node started.",
 		}),
+		executorsDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sagachain_executors_down",
+			Help: "Executors the chain marks down: a lease of theirs expired and no block carried an entry they signed since.",
+		}),
+		markedDown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sagachain_executor_down_total",
+			Help: "Times a block committed since the node started marked an executor down.",
+		}),
 		counts: make(map[taskrt.OpStatus]int, len(statuses)),
 	}
 	reg.MustRegister(m.operations, m.finished, m.taskDuration, m.rollbackDuration, m.failures,
-		m.commit, m.rounds, m.height, m.mempool, m.peers, m.blocks, m.entries)
+		m.commit, m.rounds, m.height, m.mempool, m.peers, m.blocks, m.entries, m.executorsDown, m.markedDown)
 	for _, s := range statuses {
 		m.operations.WithLabelValues(string(s))
 		if s.Final() {
@@ -243,6 +253,14 @@ func (m *Metrics) publishLocked() {
 	for _, s := range statuses {
 		m.operations.WithLabelValues(string(s)).Set(float64(m.counts[s]))
 	}
+}
+
+// ExecutorsDown records the liveness after a committed block: down
+// executors are marked down now, and marked of them were marked by that
+// block.
+func (m *Metrics) ExecutorsDown(down, marked int) {
+	m.executorsDown.Set(float64(down))
+	m.markedDown.Add(float64(marked))
 }
 
 // TaskFinished records that this node's executor ran a task's run

@@ -254,3 +254,16 @@ func TestNewWithoutRegistryServesRuntimeMetrics(t *testing.T) {
 		t.Errorf("sagachain_peers = %v, want 2", v)
 	}
 }
+
+func TestExecutorsDown(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	m.ExecutorsDown(2, 2)
+	m.ExecutorsDown(1, 0) // one came back up
+	fams := scrape(t, m)
+	if got := value(t, fams, "sagachain_executors_down"); got != 1 {
+		t.Errorf("sagachain_executors_down = %v, want 1", got)
+	}
+	if got := value(t, fams, "sagachain_executor_down_total"); got != 2 {
+		t.Errorf("sagachain_executor_down_total = %v, want 2", got)
+	}
+}

@@ -1,8 +1,9 @@
 // Package monitor is the node's failure watch (DESIGN §8, SPEC §4
 // monitoring): it counts the task failures the chain records per function
 // over sliding windows of block time and raises an alert when a monitoring
-// rule's threshold is reached, or when an operation is left
-// rollback_failed, and it delivers those alerts to the rules' webhooks.
+// rule's threshold is reached, when an operation is left rollback_failed,
+// or when the chain marks an executor down (host_down), and it delivers
+// those alerts to the rules' webhooks.
 //
 // The watch ([Watch]) is deterministic: it reads the committed blocks and
 // operation records and nothing else (no clock, no goroutines), so every node
@@ -12,7 +13,8 @@
 // The node drives the two halves in this order after each committed block:
 //
 //	alerts, err := watch.Observe(height, blockTime, ops, lookup)
-//	err = notifier.Enqueue(alerts...) // persisted in the outbox
+//	down, err := watch.ObserveHosts(height, hostsAfterTheBlock, ops, lookup)
+//	err = notifier.Enqueue(append(alerts, down...)...) // persisted in the outbox
 //	err = watch.Save()                // windows and armed flags
 //
 // Enqueueing before saving means a crash in between makes the watch fire the

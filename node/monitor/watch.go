@@ -27,6 +27,10 @@ const (
 	// KindRollbackFailed: an operation was left rollback_failed; its effects
 	// may not be undone and a person has to look.
 	KindRollbackFailed = "rollback_failed"
+	// KindHostDown: the chain marked an executor down (its lease on work
+	// expired, see ledger.Failover); work it held moved to other hosts, or
+	// waits for it when it was the only host of a function.
+	KindHostDown = "host_down"
 )
 
 // Failure kinds: how a task failed.
@@ -35,6 +39,10 @@ const (
 	FailureTimedOut       = "timed_out"       // the task passed its deadline
 	FailureInvalid        = "invalid"         // the output failed the task's rule
 	FailureRollbackFailed = "rollback_failed" // the rollback function failed for good
+	// FailureMoved is a task (or rollback) that a host_down alert's block
+	// moved away from the executor; not a failure of the function, and
+	// never counted against a threshold.
+	FailureMoved = "moved"
 )
 
 // NoRule is the Rule of a rollback_failed alert that no rule's functions
@@ -63,18 +71,28 @@ type Alert struct {
 	// Rule is the index of the monitoring rule, or NoRule.
 	Rule int `json:"rule"`
 	// Functions are the functions that failed within the window (threshold),
-	// or those of the operation's started tasks (rollback_failed), sorted.
+	// those of the operation's started tasks (rollback_failed), or those
+	// the executor runs (host_down: what it announced and the builtins),
+	// sorted.
 	Functions []string `json:"functions"`
-	// Count is the number of failures within the window (threshold), or the
-	// operation's failures (rollback_failed).
+	// Count is the number of failures within the window (threshold), the
+	// operation's failures (rollback_failed), or the tasks and rollbacks
+	// the block moved away from the executor (host_down).
 	Count int `json:"count"`
-	// Window is the rule's window; empty for rollback_failed.
+	// Window is the rule's window; empty for the other kinds.
 	Window string `json:"window,omitempty"`
-	// Height is the block at which the alert was raised.
+	// Height is the block at which the alert was raised: for host_down, the
+	// block that marked the executor down.
 	Height uint64 `json:"height"`
+	// Executor is the executor a host_down alert is about, and LastSeen the
+	// block time (Unix ms) of the last block that carried an entry it
+	// signed, 0 if none did.
+	Executor *ledger.Address `json:"executor,omitempty"`
+	LastSeen uint64          `json:"last_seen,omitempty"`
 	// Failures are, for a threshold alert, the most recent failures within
 	// the window, at most the rule's threshold of them, oldest first; for a
-	// rollback_failed alert, every failure of the operation.
+	// rollback_failed alert, every failure of the operation; for host_down,
+	// the work the block moved away from the executor (kind "moved").
 	Failures []Failure `json:"failures"`
 	// Webhook is where the alert is posted; empty when no rule matches.
 	Webhook string `json:"webhook,omitempty"`
@@ -420,6 +438,108 @@ func rollbackFailedAlerts(rules []config.MonitorRule, ops []*ledger.OpRecord, he
 		}
 	}
 	return alerts, nil
+}
+
+// ObserveHosts returns the host_down alerts of the block at height: one
+// for every executor that hosts marks down at that height (HostEntry.Down
+// with DownHeight == height), in address order, for each distinct webhook
+// of the rules that match a function the executor runs, or one without
+// webhook (NoRule) when no rule does. The functions an executor runs are
+// what it announced plus the builtins, which every validator runs: a rule
+// about a builtin hears of every host lost, one about an announced
+// function of the hosts of that function. hosts is the liveness after the
+// block, and ops the records it changed, whose moves away from the
+// executor at height the alert lists.
+//
+// It keeps no state: the chain decides who is down where, so every node
+// raises the same alerts with the same ids, and a node that replays a
+// block raises them again (the outbox and receivers drop them by id). An
+// executor that has come back up since the block raises nothing on
+// replay: it is up. Call it with Observe, before the alerts are enqueued.
+func (w *Watch) ObserveHosts(height uint64, hosts *ledger.Hosts, ops []*ledger.OpRecord, lookup Lookup) ([]Alert, error) {
+	if hosts == nil {
+		return nil, nil
+	}
+	var alerts []Alert
+	for _, exec := range hosts.Down() {
+		h := hosts.ByValidator[exec]
+		if h.DownHeight != height {
+			continue
+		}
+		fns := append(slices.Clone(h.Functions), builtinNames()...)
+		slices.Sort(fns)
+		fns = slices.Compact(fns)
+		moved, err := movedFrom(ops, exec, height, lookup)
+		if err != nil {
+			return nil, err
+		}
+		base := Alert{Kind: KindHostDown, Rule: NoRule, Functions: fns, Count: len(moved), Height: height,
+			Executor: &exec, LastSeen: h.LastSeen, Failures: moved}
+		var sent []string
+		for i, r := range w.rules {
+			if slices.Contains(sent, r.Webhook) || !slices.ContainsFunc(fns, func(fn string) bool { return matches(r, fn) }) {
+				continue
+			}
+			sent = append(sent, r.Webhook)
+			a := base
+			a.Rule, a.Webhook = i, r.Webhook
+			a.Functions, a.Failures = slices.Clone(fns), slices.Clone(moved)
+			a.ID = hostAlertID(i, r.Webhook, exec, height)
+			alerts = append(alerts, a)
+		}
+		if len(sent) == 0 {
+			base.ID = hostAlertID(NoRule, "", exec, height)
+			alerts = append(alerts, base)
+		}
+	}
+	return alerts, nil
+}
+
+// movedFrom returns the tasks and rollbacks that ops record moving away
+// from exec at height, sorted by operation, in event order.
+func movedFrom(ops []*ledger.OpRecord, exec ledger.Address, height uint64, lookup Lookup) ([]Failure, error) {
+	sorted := slices.Clone(ops)
+	sort.Slice(sorted, func(i, j int) bool { return string(sorted[i].ID[:]) < string(sorted[j].ID[:]) })
+	out := []Failure{}
+	for _, op := range sorted {
+		for _, ev := range op.Events {
+			if ev.Height != height || ev.Type != taskrt.EventTaskMoved && ev.Type != taskrt.EventRollbackMoved {
+				continue
+			}
+			if from, err := ledger.ParseAddress(ev.From); err != nil || from != exec {
+				continue
+			}
+			run, rollback, ok := lookup(op.ID, ev.Task)
+			if !ok {
+				return nil, fmt.Errorf("operation %s: event %d (%s): no task %q", op.ID.Hex(), ev.Seq, ev.Type, ev.Task)
+			}
+			fn := run
+			if ev.Type == taskrt.EventRollbackMoved {
+				fn = rollback
+			}
+			out = append(out, Failure{Operation: op.ID, Task: ev.Task, Function: fn, Kind: FailureMoved, Reason: ev.Reason, Height: ev.Height})
+		}
+	}
+	return out, nil
+}
+
+// builtinNames returns the names of the builtin functions, sorted.
+func builtinNames() []string {
+	var out []string
+	for name := range taskrt.Builtins() {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hostAlertID is alertID for host_down: the rule and webhook, the block
+// that marked the executor down, the kind, and the executor in place of
+// an operation, so each receiver gets one id per executor and marking.
+func hostAlertID(rule int, webhook string, exec ledger.Address, height uint64) string {
+	var h ledger.Hash
+	copy(h[len(h)-len(exec):], exec[:])
+	return alertID(rule, webhook, height, KindHostDown, h)
 }
 
 // finishedAt reports whether op's events finish it with status at height.

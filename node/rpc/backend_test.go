@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,9 @@ type testBackend struct {
 	store     *ledger.BadgerStore
 	val, user *ledger.PrivateKey
 	peers     []ledger.Address
+
+	// advance is the block time between two commits, in ms (0 for 10).
+	advance uint64
 
 	mu      sync.Mutex
 	mempool []ledger.Entry
@@ -180,7 +184,7 @@ func (b *testBackend) commitAnnouncements(n, size int) {
 func (b *testBackend) commit(pending ...ledger.Entry) *ledger.Block {
 	b.t.Helper()
 	p := b.parent()
-	ctx := ledger.Context{Height: p.Height + 1, Time: p.Time + 10}
+	ctx := ledger.Context{Height: p.Height + 1, Time: p.Time + cmp.Or(b.advance, 10)}
 	due, err := b.machine.DueTimeouts(b.store, ctx)
 	if err != nil {
 		b.t.Fatal(err)

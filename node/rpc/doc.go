@@ -12,7 +12,7 @@
 //	sc_head()                 HeadInfo
 //	sc_block(height)          BlockInfo: header, decoded entries, certificates
 //	sc_blocks(from, to)       RawBlock list (RLP), for export and verify over RPC
-//	sc_validators()           ValidatorInfo list
+//	sc_validators()           ValidatorInfo list: online here, down on the chain
 //	sc_plan(operation)        the stages of an operation, without running it
 //	sc_genesis()              the genesis
 //

@@ -302,6 +302,10 @@ func entryInfo(i int, e ledger.Entry) EntryInfo {
 		info.Output = outputJSON(b.Output)
 	case *ledger.Timeout:
 		info.Operation, info.Task, info.Rollback = &b.Operation, b.Task, b.Rollback
+	case *ledger.Heartbeat:
+		info.Executor, info.Time = &b.Executor, b.Time
+	case *ledger.Failover:
+		info.Operation, info.Task, info.Rollback, info.From = &b.Operation, b.Task, b.Rollback, &b.From
 	case *ledger.Retry:
 		info.Operation, info.Nonce, info.Submitter = &b.Operation, b.Nonce, &b.Submitter
 	case *ledger.Announcement:
@@ -383,17 +387,26 @@ func (api *API) Blocks(from, to uint64) ([]RawBlock, error) {
 }
 
 // Validators lists the genesis validators in proposer order, marking this
-// node and the validators connected to it online.
+// node and the validators connected to it online, and those the chain
+// marks down as executors down. Online is what this node sees of its
+// peers; down is what the committed state says (ledger.Hosts), the same
+// on every node.
 func (api *API) Validators() ([]ValidatorInfo, error) {
 	self := api.b.Self()
 	online := map[common.Address]bool{self: true}
 	for _, p := range api.b.Peers() {
 		online[p] = true
 	}
+	hosts, err := api.b.Store().Hosts()
+	if err != nil {
+		return nil, fmt.Errorf("validators: read executor liveness: %w", err)
+	}
 	vals := api.b.Genesis().Validators
 	out := make([]ValidatorInfo, len(vals))
 	for i, v := range vals {
-		out[i] = ValidatorInfo{Address: v.Address, Name: v.Name, Online: online[v.Address], Self: v.Address == self}
+		h := hosts.ByValidator[v.Address]
+		out[i] = ValidatorInfo{Address: v.Address, Name: v.Name, Online: online[v.Address], Self: v.Address == self,
+			Down: h.Down, DownHeight: h.DownHeight}
 	}
 	return out, nil
 }

@@ -197,9 +197,14 @@ type EntryInfo struct {
 	Prev  *common.Hash  `json:"prev,omitempty"`
 	Tasks []TaskRefInfo `json:"tasks,omitempty"`
 	Task  string        `json:"task,omitempty"`
-	// Rollback marks an attestation or timeout of a rollback.
-	Rollback bool            `json:"rollback,omitempty"`
+	// Rollback marks an attestation, timeout or failover of a rollback.
+	Rollback bool `json:"rollback,omitempty"`
+	// Executor is an attestation's or a heartbeat's signer.
 	Executor *common.Address `json:"executor,omitempty"`
+	// Time is a heartbeat's: the block time of the head its executor had.
+	Time uint64 `json:"time,omitempty"`
+	// From is a failover's: the executor whose lease expired.
+	From     *common.Address `json:"from,omitempty"`
 	Attempts uint64          `json:"attempts,omitempty"`
 	// Output is an attestation's output. The state machine judges any
 	// output that is not a JSON object failed; one that is not JSON at all
@@ -246,6 +251,11 @@ type ValidatorInfo struct {
 	Online bool `json:"online"`
 	// Self is true for this node's own validator.
 	Self bool `json:"self"`
+	// Down is true when the chain marks the validator down as an executor:
+	// a lease of its expired at block DownHeight and no block has carried
+	// an entry it signed since. Unlike Online it is the same on every node.
+	Down       bool   `json:"down"`
+	DownHeight uint64 `json:"down_height,omitempty"`
 }
 
 // PlanResult is an operation's stages, as `sagachain plan --json` prints

@@ -38,3 +38,21 @@ func saveScreenshot(t *testing.T, b *browser) {
 	}
 	t.Logf("wrote %s (%d bytes)", screenshotPath, len(png))
 }
+
+// saveMoveScreenshot writes the page showing moved tasks beside the
+// README's picture when the -screenshot flag is set.
+func saveMoveScreenshot(t *testing.T, b *browser) {
+	t.Helper()
+	if !*screenshot {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(filepath.Dir(screenshotPath), "ui-moved.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d bytes)", path, len(png))
+}

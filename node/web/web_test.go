@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node"
 	"github.com/sagachain/sagachain/node/web"
+	"github.com/sagachain/sagachain/p2p"
 	"github.com/sagachain/sagachain/taskrt"
 )
 
@@ -129,6 +131,8 @@ func testKey(t *testing.T, seed byte) *ledger.PrivateKey {
 type uiNode struct {
 	*node.Node
 	user *ledger.PrivateKey
+	// stop ends a node of startNetwork before the test does.
+	stop func()
 }
 
 func startNode(t *testing.T) *uiNode {
@@ -508,6 +512,216 @@ tasks:
 	}
 	if got := eval[*int](t, b, `window.__pwned`); got != nil {
 		t.Errorf("the payload ran: window.__pwned = %d", *got)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// startNetwork runs n validators on 127.0.0.1 that know each other as
+// static peers, each with an in-memory ledger; the first serves the web
+// UI. It returns them with the submitter's key set on each.
+func startNetwork(t *testing.T, n int) []*uiNode {
+	t.Helper()
+	user := testKey(t, 100)
+	g := &ledger.Genesis{ChainID: chainID, Time: 1, Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
+	var keys []*ledger.PrivateKey
+	var addrs []string
+	for i := range n {
+		k := testKey(t, byte(i+1))
+		keys = append(keys, k)
+		g.Validators = append(g.Validators, ledger.NewGenesisValidator(k, fmt.Sprintf("node%d", i)))
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		id, err := p2p.PeerID(k.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id))
+	}
+	var nodes []*uiNode
+	for i, k := range keys {
+		cfg := config.Default()
+		cfg.ChainID = chainID
+		cfg.RPC.Listen = "127.0.0.1:0"
+		cfg.P2P.Listen = addrs[i][:strings.Index(addrs[i], "/p2p/")]
+		cfg.Consensus.TimeoutPropose = 500 * time.Millisecond
+		for j, a := range addrs {
+			if j != i {
+				cfg.P2P.Peers = append(cfg.P2P.Peers, a)
+			}
+		}
+		opts := node.Options{Config: cfg, Genesis: g, Key: k, InMemory: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if i == 0 {
+			opts.UI = web.Handler()
+		}
+		nd, err := node.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &uiNode{Node: nd, user: user})
+	}
+	for _, un := range nodes {
+		un.run(t)
+	}
+	return nodes
+}
+
+// run starts the node and waits until it serves; stop ends it, as does
+// the end of the test.
+func (n *uiNode) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	var once sync.Once
+	n.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("node did not stop")
+			}
+		})
+	}
+	t.Cleanup(n.stop)
+	select {
+	case <-n.Ready():
+	case err := <-done:
+		t.Fatalf("node stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not start")
+	}
+}
+
+// moveRow is what the page shows of a task's executors.
+type moveRow struct {
+	Executors string `json:"executors"`
+	Text      string `json:"text"`
+	Moves     []int  `json:"moves"`
+}
+
+// A validator dies while it holds tasks: the operation page, opened while
+// the operation runs, shows each move as it happens (the timeline's
+// task_moved rows, from and to) and each moved task's executor history
+// (ran on 0xab…→0xcd…, moved at its block, why), as the node records it;
+// the chain page marks the dead validator down.
+func TestUIShowsTasksMovedFromADeadExecutor(t *testing.T) {
+	b := openBrowser(t)
+	nodes := startNetwork(t, 4)
+	for deadline := time.Now().Add(20 * time.Second); len(nodes[0].Peers()) < 3 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	dead := nodes[3]
+	dead.stop()
+
+	// Enough tasks side by side that some land on the dead validator
+	// (all but once in a thousand runs).
+	var op strings.Builder
+	op.WriteString("name: wide\ndefaults: {timeout: 60s}\ntasks:\n")
+	for i := range 24 {
+		fmt.Fprintf(&op, "  - {id: t%02d, run: echo, rollback: noop, outputs: [x%d]}\n", i, i)
+	}
+	e := nodes[0].entry(t, []byte(op.String()))
+	if err := nodes[0].Submit(e); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	id := e.Hash().Hex()
+	b.do(t, "open the operation", chromedp.Navigate("http://"+nodes[0].RPCAddr()+"/#/op/"+id))
+	poll(t, b, "the operation page is shown", fmt.Sprintf(`document.querySelector('#op-id')?.textContent === %q`, id))
+
+	// The node's own view, once the dead validator's tasks have moved.
+	var v taskrt.OperationView
+	moved := map[string]taskrt.TaskView{}
+	for deadline := time.Now().Add(30 * time.Second); len(moved) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r, err := nodes[0].Store().Operation(e.Hash())
+		if err != nil {
+			continue
+		}
+		if v, err = nodes[0].Machine().View(r); err != nil {
+			t.Fatal(err)
+		}
+		for _, tv := range v.Stages[0].Tasks {
+			if len(tv.Executors) > 1 && strings.EqualFold(tv.Executors[0].Executor, dead.Self().Hex()) {
+				moved[tv.ID] = tv
+			}
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatalf("no task moved from the dead validator %s; events %+v", dead.Self().Hex(), v.Events)
+	}
+	var movedEvents int
+	for _, ev := range v.Events {
+		if ev.Type == taskrt.EventTaskMoved {
+			movedEvents++
+		}
+	}
+	poll(t, b, "the page shows every move", fmt.Sprintf(
+		`document.querySelectorAll('#timeline tr[data-type="task_moved"]').length >= %d && document.querySelectorAll('td.executor-cell .executors.moved[data-kind="run"]').length >= %d`,
+		movedEvents, len(moved)))
+
+	rows := eval[map[string]moveRow](t, b, `Object.fromEntries([...document.querySelectorAll('tr[data-task-row]')].map((tr) => {
+		const d = tr.querySelector('td.executor-cell .executors[data-kind="run"]');
+		return [tr.dataset.taskRow, d ? {executors: d.dataset.executors, text: d.textContent,
+			moves: [...d.querySelectorAll('.move')].map((m) => Number(m.dataset.height))} : null];
+	}))`)
+	for task, tv := range moved {
+		row := rows[task]
+		t.Logf("task %s: the page shows %q", task, row.Text)
+		var want []string
+		var heights []int
+		for k, a := range tv.Executors {
+			want = append(want, a.Executor)
+			if k > 0 {
+				heights = append(heights, int(a.Height))
+			}
+		}
+		if !strings.EqualFold(row.Executors, strings.Join(want, " ")) || !slices.Equal(row.Moves, heights) {
+			t.Errorf("task %s shows executors %q moved at %v; the node records %v moved at %v", task, row.Executors, row.Moves, want, heights)
+		}
+		last := tv.Executors[len(tv.Executors)-1]
+		shortOf := func(h string) string { return h[:8] + "…" + h[len(h)-4:] }
+		wantText := fmt.Sprintf("ran on %s→%s(moved at %d: %s)", shortOf(tv.Executors[0].Executor), shortOf(tv.Executors[1].Executor), tv.Executors[1].Height, tv.Executors[1].Reason)
+		if len(tv.Executors) == 2 && row.Text != wantText {
+			t.Errorf("task %s's executor cell reads %q, want %q", task, row.Text, wantText)
+		}
+		if !strings.Contains(tv.Executors[1].Reason, dead.Self().Hex()) || !strings.EqualFold(tv.Executor, last.Executor) {
+			t.Errorf("task %s: moved because %q, now on %s; want the dead validator named and the last step current", task, tv.Executors[1].Reason, tv.Executor)
+		}
+	}
+	// A task that never moved shows its one executor, with no path.
+	for task, row := range rows {
+		if _, ok := moved[task]; !ok && (strings.Contains(row.Executors, " ") || len(row.Moves) > 0) {
+			t.Errorf("task %s did not move from the dead validator but shows %+v", task, row)
+		}
+	}
+	// Each move event of the timeline names from and to.
+	evs := eval[[]map[string]string](t, b, `[...document.querySelectorAll('#timeline tr[data-type="task_moved"]')].map((tr) => ({task: tr.dataset.eventTask, from: tr.dataset.from, to: tr.dataset.to, detail: tr.querySelector('td.detail').textContent}))`)
+	for _, ev := range evs {
+		tv, ok := moved[ev["task"]]
+		if ok && (!strings.EqualFold(ev["from"], tv.Executors[0].Executor) || !strings.EqualFold(ev["to"], tv.Executors[1].Executor) || !strings.Contains(ev["detail"], "→") || !strings.Contains(ev["detail"], dead.Self().Hex())) {
+			t.Errorf("timeline shows the move of %s as %v; the node records %+v", ev["task"], ev, tv.Executors)
+		}
+	}
+	saveMoveScreenshot(t, b)
+
+	// The chain page marks the dead validator down, as the chain does.
+	b.do(t, "open the chain page", chromedp.Navigate("http://"+nodes[0].RPCAddr()+"/#/chain"))
+	poll(t, b, "the validators are listed", `document.querySelectorAll('#validators tbody tr').length === 4`)
+	down := eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#validators tbody tr')].map((r) => [r.dataset.address.toLowerCase(), r.dataset.down]))`)
+	for _, un := range nodes {
+		want := "false"
+		if un == dead {
+			want = "true"
+		}
+		if got := down[strings.ToLower(un.Self().Hex())]; got != want {
+			t.Errorf("validator %s shown down=%s, want %s", un.Self().Hex(), got, want)
+		}
 	}
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))

@@ -645,7 +645,7 @@
       return el('tr', { 'data-task-row': t.id, 'data-status': t.status },
         el('td', null, el('code', { class: 'task-id' }, t.id)),
         el('td', null, el('code', null, t.run), el('div', { class: 'muted small' }, 'undo: ', t.rollback ? el('code', null, t.rollback) : 'none')),
-        el('td', null, t.executor ? hashCode(t.executor) : el('span', { class: 'muted' }, '—')),
+        el('td', { class: 'executor-cell' }, executorCell(t)),
         el('td', { class: 'num' }, attempts),
         el('td', null, badge(t.status), t.outcome && t.outcome !== t.status ? el('div', { class: 'muted small' }, `ran: ${words(t.outcome)}`) : null),
         el('td', null, t.validation ? badge(t.validation === 'passed' ? 'succeeded' : 'failed', t.validation) : el('span', { class: 'muted' }, '—')),
@@ -661,6 +661,27 @@
         el('tbody', null, rows))));
   }
 
+  // executorCell shows where a task ran: its executor, or, when its work
+  // moved from a silent executor, the path (0xab…→0xcd…) with each move's
+  // block and reason; and the same for its rollback once released.
+  function executorCell(t) {
+    if (!t.executor) return el('span', { class: 'muted' }, '—');
+    const path = (hist, current) => (Array.isArray(hist) && hist.length ? hist : [{ executor: current }]);
+    return [
+      executorPath('run', 'ran on', path(t.executors, t.executor)),
+      t.rollback_executor ? executorPath('rollback', 'undo on', path(t.rollback_executors, t.rollback_executor)) : null,
+    ];
+  }
+
+  function executorPath(kind, label, hist) {
+    const moved = hist.length > 1;
+    return el('div', { class: `executors${moved ? ' moved' : ''}`, 'data-kind': kind, 'data-executors': hist.map((a) => a.executor).join(' ') },
+      moved || kind === 'rollback' ? el('span', { class: 'muted small' }, `${label} `) : null,
+      hist.map((a, i) => [i ? '→' : '', hashCode(a.executor)]),
+      hist.slice(1).map((a) => el('div', { class: 'move small', 'data-height': a.height },
+        `(moved at ${a.height}${a.reason ? `: ${a.reason}` : ''})`)));
+  }
+
   function timeline(events) {
     return el('div', { class: 'table-scroll' }, el('table', { id: 'timeline', class: 'timeline' },
       el('thead', null, el('tr', null, ['#', 'block', 'event', 'stage', 'task', 'detail'].map((h) => el('th', null, h)))),
@@ -669,7 +690,8 @@
         if (e.valid === true) detail.push('output passed its rule');
         if (e.valid === false) detail.push('output failed its rule');
         if (e.status) detail.push(words(e.status));
-        return el('tr', { class: `ev-${e.type}`, 'data-type': e.type },
+        if (e.from || e.to) detail.push(`${short(e.from)} → ${short(e.to)}`);
+        return el('tr', { class: `ev-${e.type}`, 'data-type': e.type, 'data-event-task': e.task || null, 'data-from': e.from || null, 'data-to': e.to || null },
           el('td', { class: 'num' }, String(e.seq ?? '')),
           el('td', { class: 'num' }, String(e.height ?? '')),
           el('td', null, words(e.type)),
@@ -726,11 +748,12 @@
         el('h2', null, 'Validators'),
         el('div', { class: 'table-scroll' }, el('table', { id: 'validators', class: 'validators' },
           el('thead', null, el('tr', null, ['', 'name', 'address', ''].map((h) => el('th', null, h)))),
-          el('tbody', null, (validators || []).map((v) => el('tr', { 'data-address': v.address, 'data-online': v.online ? 'true' : 'false' },
+          el('tbody', null, (validators || []).map((v) => el('tr', { 'data-address': v.address, 'data-online': v.online ? 'true' : 'false', 'data-down': v.down ? 'true' : 'false' },
             el('td', null, el('span', { class: `dot ${v.online ? 'online' : 'offline'}`, title: v.online ? 'online' : 'offline' })),
             el('td', null, v.name || ''),
             el('td', null, el('code', null, v.address)),
-            el('td', { class: 'muted small' }, [v.online ? 'online' : 'offline', v.self ? ' · this node' : ''].join(''))))))));
+            el('td', { class: 'muted small' }, [v.online ? 'online' : 'offline', v.self ? ' · this node' : ''].join(''),
+              v.down ? el('span', { class: 'down', title: 'a lease of its work expired: the chain gives it no new work until it signs again' }, ` · down since block ${v.down_height ?? '?'}`) : null)))))));
     });
 
     ctx.cleanups.push(onBlock(() => load()));
