@@ -118,16 +118,6 @@ func checkHistory(t *testing.T, what string, got []taskrt.Assignment, execs []Ad
 	}
 }
 
-func eventsOf(r *OpRecord, typ string) []taskrt.Event {
-	var out []taskrt.Event
-	for _, e := range r.Events {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // A task and a rollback whose executors go silent move, and the view
 // shows each one's executors in order, with the move's height and reason,
 // besides the move events themselves.

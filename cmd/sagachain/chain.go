@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node/rpc"
 )
 
@@ -121,6 +122,9 @@ func writeBlock(s *strings.Builder, b *rpc.BlockInfo) {
 			fmt.Fprintf(s, " stage %d: %s", *e.Stage, printable(strings.Join(ids, ", ")))
 		case e.Task != "":
 			fmt.Fprintf(s, " task %s", printable(e.Task))
+			if e.From != nil {
+				fmt.Fprintf(s, ", from %s", e.From.Hex())
+			}
 			if e.Attempts > 0 {
 				fmt.Fprintf(s, ", %s", plural(int(e.Attempts), "attempt"))
 			}
@@ -129,6 +133,8 @@ func writeBlock(s *strings.Builder, b *rpc.BlockInfo) {
 			}
 		case e.Functions != nil:
 			fmt.Fprintf(s, " functions %s", printable(strings.Join(e.Functions, ", ")))
+		case e.Kind == ledger.KindHeartbeat.String() && e.Executor != nil:
+			fmt.Fprintf(s, " from %s, signed at %s", e.Executor.Hex(), msTime(e.Time))
 		}
 		if e.DecodeError != "" {
 			fmt.Fprintf(s, " (cannot decode: %s)", printable(e.DecodeError))

@@ -201,7 +201,7 @@ type EntryInfo struct {
 	Rollback bool `json:"rollback,omitempty"`
 	// Executor is an attestation's or a heartbeat's signer.
 	Executor *common.Address `json:"executor,omitempty"`
-	// Time is a heartbeat's: the block time of the head its executor had.
+	// Time is a heartbeat's: its executor's clock when it signed (Unix ms).
 	Time uint64 `json:"time,omitempty"`
 	// From is a failover's: the executor whose lease expired.
 	From     *common.Address `json:"from,omitempty"`
