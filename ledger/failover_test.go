@@ -24,11 +24,18 @@ type fleet struct {
 
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
-	c := newTestChain(t)
-	keys := []*PrivateKey{c.val}
+	keys := []*PrivateKey{testKey(t, 1)}
 	for i := 1; i < n; i++ {
 		keys = append(keys, testKey(t, byte(20+i)))
 	}
+	return fleetOf(t, keys...)
+}
+
+// fleetOf returns the test chain with keys as its validators, their keys
+// in address order.
+func fleetOf(t *testing.T, keys ...*PrivateKey) *fleet {
+	t.Helper()
+	c := newTestChain(t)
 	g := *c.m.Genesis()
 	g.Validators = nil
 	for i, k := range keys {
@@ -39,6 +46,7 @@ func newFleet(t *testing.T, n int) *fleet {
 		t.Fatal(err)
 	}
 	c.m = m
+	keys = slices.Clone(keys)
 	slices.SortFunc(keys, func(a, b *PrivateKey) int {
 		x, y := a.Address(), b.Address()
 		return bytes.Compare(x[:], y[:])
@@ -87,23 +95,6 @@ func (f *fleet) index(r *OpRecord, task string) int {
 func (f *fleet) task(id Hash, task string) TaskRecord {
 	r := f.op(id)
 	return r.Tasks[f.index(r, task)]
-}
-
-// signed signs a as key's and returns its entry.
-func (f *fleet) signed(key *PrivateKey, a *Attestation) Entry {
-	f.t.Helper()
-	if err := a.Sign(key, "test-chain"); err != nil {
-		f.t.Fatal(err)
-	}
-	kind := KindAttestation
-	if a.Rollback {
-		kind = KindRollbackAttestation
-	}
-	e, err := NewEntry(kind, a)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return e
 }
 
 // work plays key's executor on operation id: the attestations c.attest
@@ -742,6 +733,21 @@ func TestFailoverInsteadOfTimeout(t *testing.T) {
 	}
 }
 
+// solo has host announce solo.fn, then submits soloOp, in two blocks; it
+// returns the operation's id.
+func (f *fleet) solo(host *PrivateKey) Hash {
+	f.t.Helper()
+	ann := &Announcement{Functions: []string{"solo.fn"}, Seq: 1}
+	if err := ann.Sign(host, "test-chain"); err != nil {
+		f.t.Fatal(err)
+	}
+	ae, _ := NewEntry(KindAnnouncement, ann)
+	f.block(10, ae)
+	sub, id := f.submit(soloOp)
+	f.block(10, sub)
+	return id
+}
+
 // soloOp runs a function only the validator that announced it hosts.
 const soloOp = `
 name: solo
@@ -758,14 +764,7 @@ func TestFailoverOfASoleHost(t *testing.T) {
 		t.Run(map[bool]string{false: "times out", true: "host returns"}[returns], func(t *testing.T) {
 			f := newFleet(t, 3)
 			host := f.keys[1]
-			ann := &Announcement{Functions: []string{"solo.fn"}, Seq: 1}
-			if err := ann.Sign(host, "test-chain"); err != nil {
-				t.Fatal(err)
-			}
-			ae, _ := NewEntry(KindAnnouncement, ann)
-			f.block(10, ae)
-			sub, id := f.submit(soloOp)
-			f.block(10, sub)
+			id := f.solo(host)
 			released, lease := f.time, f.m.Genesis().Params.ExecutorLease()
 			if got := f.task(id, "a").Executor; got != host.Address() {
 				t.Fatalf("a went to %s, not its only host", got.Hex())
@@ -878,14 +877,7 @@ func TestFailoverAndAttestationInOneBlock(t *testing.T) {
 func TestTimeoutFirstProposerNeverBuildsAnInvalidBlockWithAFailover(t *testing.T) {
 	f := newFleet(t, 3)
 	host := f.keys[0]
-	ann := &Announcement{Functions: []string{"solo.fn"}, Seq: 1}
-	if err := ann.Sign(host, "test-chain"); err != nil {
-		t.Fatal(err)
-	}
-	ae, _ := NewEntry(KindAnnouncement, ann)
-	f.block(10, ae)
-	sub, id := f.submit(soloOp)
-	f.block(10, sub)
+	id := f.solo(host)
 	ctx := Context{Height: f.height + 1, Time: f.time + f.m.Genesis().Params.ExecutorLease() + 1}
 	att := f.work(id, host, nil)
 	if len(att) != 1 {

@@ -306,15 +306,24 @@ func TestMachineTimesOutByBlockTime(t *testing.T) {
 
 // attestRunning signs an attestation for a task regardless of its state.
 func (c *testChain) attestRunning(id Hash, task string, rollback bool) Entry {
-	a := &Attestation{Operation: id, Task: task, Rollback: rollback, Attempts: 1, Output: []byte(`{"x":1}`)}
-	if err := a.Sign(c.val, "test-chain"); err != nil {
+	return c.signed(c.val, &Attestation{Operation: id, Task: task, Rollback: rollback, Attempts: 1, Output: []byte(`{"x":1}`)})
+}
+
+// signed signs a with key as an entry of the attestation kind it calls
+// for.
+func (c *testChain) signed(key *PrivateKey, a *Attestation) Entry {
+	c.t.Helper()
+	if err := a.Sign(key, "test-chain"); err != nil {
 		c.t.Fatal(err)
 	}
 	kind := KindAttestation
-	if rollback {
+	if a.Rollback {
 		kind = KindRollbackAttestation
 	}
-	e, _ := NewEntry(kind, a)
+	e, err := NewEntry(kind, a)
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	return e
 }
 
@@ -493,18 +502,8 @@ tasks:
 // A retried rollback moves to the next host of its function, so a retry
 // after the executor died does not wait for the same dead node.
 func TestMachineRetryMovesRollbackToTheNextHost(t *testing.T) {
-	vals := []*PrivateKey{testKey(t, 1), testKey(t, 3), testKey(t, 4)}
-	c := newTestChain(t)
-	g := *c.m.Genesis()
-	g.Validators = nil
-	for i, k := range vals {
-		g.Validators = append(g.Validators, NewGenesisValidator(k, fmt.Sprint(i)))
-	}
-	m, err := NewMachine(&g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.m = m
+	f := fleetOf(t, testKey(t, 1), testKey(t, 3), testKey(t, 4))
+	c, vals := f.testChain, f.keys
 	sub, id := c.submit(`
 name: moves
 tasks:

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -11,44 +10,18 @@ import (
 
 // moveChain is a test chain of three validators where one stays silent
 // while the others send heartbeats, so that the silent one's work moves.
-type moveChain struct {
-	*testChain
-	vals []*PrivateKey
-}
+type moveChain struct{ *fleet }
 
 func newMoveChain(t *testing.T) *moveChain {
 	t.Helper()
-	vals := []*PrivateKey{testKey(t, 1), testKey(t, 3), testKey(t, 4)}
-	c := newTestChain(t)
-	g := *c.m.Genesis()
-	g.Validators = nil
-	for i, k := range vals {
-		g.Validators = append(g.Validators, NewGenesisValidator(k, fmt.Sprint(i)))
-	}
-	m, err := NewMachine(&g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.m = m
-	return &moveChain{testChain: c, vals: vals}
-}
-
-func (c *moveChain) key(a Address) *PrivateKey {
-	c.t.Helper()
-	for _, k := range c.vals {
-		if k.Address() == a {
-			return k
-		}
-	}
-	c.t.Fatalf("no key for %s", a.Hex())
-	return nil
+	return &moveChain{fleetOf(t, testKey(t, 1), testKey(t, 3), testKey(t, 4))}
 }
 
 // step makes a block 600 ms after the last, carrying a heartbeat of every
 // validator but silent and the given entries.
 func (c *moveChain) step(silent Address, entries ...Entry) {
 	c.t.Helper()
-	for _, k := range c.vals {
+	for _, k := range c.keys {
 		if k.Address() == silent {
 			continue
 		}
@@ -79,15 +52,7 @@ func (c *moveChain) attestTask(id Hash, i int, rollback bool, errText string) En
 	if errText == "" && !rollback {
 		a.Output, _ = json.Marshal(map[string]any{"x": 1})
 	}
-	if err := a.Sign(c.key(exec), "test-chain"); err != nil {
-		c.t.Fatal(err)
-	}
-	kind := KindAttestation
-	if rollback {
-		kind = KindRollbackAttestation
-	}
-	e, _ := NewEntry(kind, a)
-	return e
+	return c.signed(c.key(exec), a)
 }
 
 func (c *moveChain) view(id Hash) taskrt.OperationView {

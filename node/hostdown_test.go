@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sagachain/sagachain/config"
-	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node/monitor"
 	"github.com/sagachain/sagachain/taskrt"
 )
@@ -27,20 +26,6 @@ func wideOp(n int) string {
 		fmt.Fprintf(&b, "  - {id: t%d, run: echo, rollback: noop, outputs: [x%d]}\n", i, i)
 	}
 	return b.String()
-}
-
-// submitText signs and submits an operation file's text.
-func (tn *testNode) submitText(t *testing.T, text string) ledger.Hash {
-	t.Helper()
-	s := &ledger.Submission{Operation: canonicalOp(t, []byte(text)), Nonce: uint64(time.Now().UnixNano())}
-	if err := s.Sign(tn.user, tn.Genesis().ChainID); err != nil {
-		t.Fatal(err)
-	}
-	e, _ := ledger.NewEntry(ledger.KindSubmission, s)
-	if err := tn.Submit(e); err != nil {
-		t.Fatal(err)
-	}
-	return e.Hash()
 }
 
 // A validator that dies while it holds work is marked down by the block

@@ -114,13 +114,10 @@ func (tn *testNode) stop() {
 	}
 }
 
-func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
+// submitText signs and submits an operation file's text.
+func (tn *testNode) submitText(t *testing.T, text string) ledger.Hash {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &ledger.Submission{Operation: canonicalOp(t, data), Nonce: uint64(time.Now().UnixNano())}
+	s := &ledger.Submission{Operation: canonicalOp(t, []byte(text)), Nonce: uint64(time.Now().UnixNano())}
 	if err := s.Sign(tn.user, tn.Genesis().ChainID); err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +126,15 @@ func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
 		t.Fatal(err)
 	}
 	return e.Hash()
+}
+
+func (tn *testNode) submit(t *testing.T, path string) ledger.Hash {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn.submitText(t, string(data))
 }
 
 // wait polls the store until the operation reaches a final status.
