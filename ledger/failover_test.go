@@ -1064,3 +1064,40 @@ func TestFailoverIsNeverGossiped(t *testing.T) {
 		t.Errorf("a heartbeat altered after signing: got %v, want ErrWrongSigner", err)
 	}
 }
+
+// TestNoFailoverFromAnExecutorWhoseHeartbeatWaits: when blocks come
+// slower than the lease, an executor's heartbeat may wait for the very
+// block whose time has passed its lease. DueTimeoutsFor then proposes no
+// failover from it (moving its work would only run it twice), unless the
+// heartbeat is too old for the block to take.
+func TestNoFailoverFromAnExecutorWhoseHeartbeatWaits(t *testing.T) {
+	f, id, victim, tasks, released := silentStart(t)
+	at := released + f.m.Genesis().Params.ExecutorLease() + 500
+	ctx := Context{Height: f.height + 1, Time: at}
+	due, err := f.m.DueTimeoutsFor(f.st, ctx, nil)
+	if err != nil || len(failovers(t, due)) != len(tasks) {
+		t.Fatalf("without a heartbeat: %d failovers (%v), want %d", len(due), err, len(tasks))
+	}
+	fresh := f.heartbeat(victim, at-100)
+	if due, err := f.m.DueTimeoutsFor(f.st, ctx, []Entry{fresh}); err != nil || len(due) != 0 {
+		t.Fatalf("with the executor's heartbeat waiting: %d entries due (%v), want none", len(due), err)
+	}
+	// The block takes the heartbeat, and nothing of the executor's moved.
+	f.blockAt(at, fresh)
+	for _, task := range tasks {
+		if tr := f.task(id, task); tr.Moves != 0 {
+			t.Fatalf("%s moved though its executor's heartbeat was in the block: %+v", task, tr)
+		}
+	}
+	// Another executor's heartbeat, or one too old to be taken, holds
+	// nothing back.
+	later := Context{Height: f.height + 1, Time: f.time + f.m.Genesis().Params.ExecutorLease() + 1}
+	for name, hb := range map[string]Entry{
+		"another executor's": f.heartbeat(f.keys[(slices.Index(f.keys, victim)+1)%len(f.keys)], later.Time),
+		"a stale one":        f.heartbeat(victim, later.Time-f.m.Genesis().Params.ExecutorLease()-1),
+	} {
+		if due, err := f.m.DueTimeoutsFor(f.st, later, []Entry{hb}); err != nil || len(failovers(t, due)) != len(tasks) {
+			t.Errorf("with %s heartbeat: %d failovers (%v), want %d", name, len(due), err, len(tasks))
+		}
+	}
+}

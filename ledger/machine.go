@@ -369,9 +369,14 @@ func (m *Machine) DueTimeouts(st StateReader, ctx Context) ([]Entry, error) {
 // it leaves out the timeout of any task or rollback that a candidate
 // attests, since a block carrying both is invalid (see ApplyEntries) and
 // the attestation wins. If that attestation does not fit after all, the
-// timeout is due again at the next block.
+// timeout is due again at the next block. It also leaves out the
+// failovers from an executor with a heartbeat among the candidates that
+// the block can still take: when blocks come slower than the lease, the
+// heartbeat waiting for this very block says the executor is alive, and
+// moving its work would only make it run twice.
 func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry) ([]Entry, error) {
 	attested := attestedIn(candidates)
+	alive := m.heartbeatsIn(candidates, ctx)
 	ids, err := st.ActiveOperations()
 	if err != nil {
 		return nil, err
@@ -412,9 +417,11 @@ func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry
 			// before that its executor is marked down.
 			to, due := m.failoverDue(hosts, c, tr, i, t.Undoing, ctx)
 			late := deadline > 0 && ctx.Time > deadline
+			exec, _, _ := tr.assignment(t.Undoing)
 			switch {
+			case due && alive[exec]:
+				// Its executor's heartbeat is on its way into this block.
 			case due && (to != Address{} || !late):
-				exec, _, _ := tr.assignment(t.Undoing)
 				e, _ := NewEntry(KindFailover, &Failover{Operation: id, Task: task, Rollback: t.Undoing, From: exec})
 				out = append(out, e)
 			case late:
@@ -424,6 +431,30 @@ func (m *Machine) DueTimeoutsFor(st StateReader, ctx Context, candidates []Entry
 		}
 	}
 	return out, nil
+}
+
+// heartbeatsIn returns the executors of the heartbeats among entries that
+// a block at ctx would take (signed within the lease before it; see
+// Heartbeat). The signature is not checked here: a forged heartbeat fails
+// when it is tried, and the failover it held back is due at the next
+// block.
+func (m *Machine) heartbeatsIn(entries []Entry, ctx Context) map[Address]bool {
+	var out map[Address]bool
+	lease, drift := m.genesis.Params.ExecutorLease(), m.genesis.Params.MaxClockDriftMS
+	for _, e := range entries {
+		if e.Kind != KindHeartbeat {
+			continue
+		}
+		var hb Heartbeat
+		if rlp.DecodeBytes(e.Body, &hb) != nil || hb.Time > ctx.Time+drift || hb.Time+lease < ctx.Time {
+			continue
+		}
+		if out == nil {
+			out = make(map[Address]bool)
+		}
+		out[hb.Executor] = true
+	}
+	return out
 }
 
 // peekHosts reads the announcements of st without making an overlay keep
