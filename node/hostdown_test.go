@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sagachain/sagachain/config"
+	"github.com/sagachain/sagachain/ledger"
 	"github.com/sagachain/sagachain/node/monitor"
 	"github.com/sagachain/sagachain/taskrt"
 )
@@ -26,6 +27,34 @@ func wideOp(n int) string {
 		fmt.Fprintf(&b, "  - {id: t%d, run: echo, rollback: noop, outputs: [x%d]}\n", i, i)
 	}
 	return b.String()
+}
+
+// submitHeldBy submits wide operations through tn until one has a task
+// assigned to holder, and returns its id: 24 tasks miss one validator of
+// four about once in a thousand operations, and then the test would show
+// nothing. Bounded to five tries.
+func submitHeldBy(t *testing.T, tn *testNode, holder *testNode) ledger.Hash {
+	t.Helper()
+	for range 5 {
+		id := tn.submitText(t, wideOp(24))
+		var r *ledger.OpRecord
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var err error
+			if r, err = tn.store.Operation(id); err == nil {
+				break
+			}
+		}
+		if r == nil {
+			t.Fatalf("operation %s was not recorded within 10s", id.Hex())
+		}
+		for _, tr := range r.Tasks {
+			if tr.Executor == holder.Self() {
+				return id
+			}
+		}
+	}
+	t.Fatal("five wide operations gave the stopped validator no task")
+	return ledger.Hash{}
 }
 
 // A validator that dies while it holds work is marked down by the block
@@ -60,7 +89,7 @@ func TestDeadExecutorRaisesOneHostDownAlert(t *testing.T) {
 	}
 	dead := nodes[3]
 	dead.stop()
-	id := nodes[0].submitText(t, wideOp(24))
+	id := submitHeldBy(t, nodes[0], dead)
 
 	var got []monitor.Alert
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
