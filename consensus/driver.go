@@ -39,7 +39,9 @@ type Host interface {
 	NewCore(head uint64) (*Core, error)
 	// Head returns the height of the last committed block.
 	Head() (uint64, error)
-	// ProposerDown reports whether the committed state marks validator a as down.
+	// ProposerDown reports whether validator a is down as far as waiting
+	// for its proposal goes: the committed state marks it down, or the host
+	// has no connection to it. It only shortens a timer.
 	ProposerDown(a ledger.Address) bool
 }
 
