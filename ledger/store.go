@@ -199,19 +199,50 @@ const (
 	storeValueThreshold = 1 << 20
 )
 
-// OpenBadger opens, or creates, the store in dir.
+// OpenBadger opens, or creates, the store in dir. A directory whose files
+// badger would not open safely (see checkStoreDir: a lost MANIFEST, a
+// table cut short or with a bad checksum) is refused with a *StoreFault
+// before badger touches it, so nothing in it is deleted; a panic of
+// badger's own open is returned as a *StoreFault too.
+//
+// Table checksums are verified at every open, by checkStoreDir with
+// badger's options.OnTableRead mode, rather than by badger itself: badger
+// verifies in goroutines of its own, where a corrupt table crashes the
+// process, and it skips, with a log line, a table whose checksum fails
+// in one way, which would lose its data silently. Badger's own
+// ChecksumVerificationMode is left at NoVerification so that tables are
+// not read twice.
 func OpenBadger(dir string) (*BadgerStore, error) {
 	opts := badger.DefaultOptions(dir).
 		WithMemTableSize(storeMemTableSize).
 		WithValueThreshold(storeValueThreshold).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
+		WithChecksumVerificationMode(options.NoVerification).
 		WithLogger(badgerLogger{slog.Default().With("component", "badger")})
-	db, err := badger.Open(opts)
+	if err := checkStoreDir(dir, opts); err != nil {
+		return nil, err
+	}
+	db, err := openRecovering(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		return nil, err
 	}
 	return &BadgerStore{db: db}, nil
+}
+
+// openRecovering is badger.Open with a panic of its goroutine returned as a
+// *StoreFault: a damaged write-ahead or value log can make it panic.
+func openRecovering(opts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, &StoreFault{Dir: opts.Dir, Reason: fmt.Sprintf("opening it failed: %s", firstLine(fmt.Sprint(r)))}
+		}
+	}()
+	db, err = badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	return db, nil
 }
 
 // OpenInMemory opens an empty store held only in memory, for tests and
