@@ -66,6 +66,13 @@ type Node struct {
 	// times a synced small file. At a commit the state goes into the
 	// block's transaction instead; loading takes the later of the two.
 	signState monitor.State
+	// mark is the high-water mark's file (nil in memory) and markAt the
+	// last block committed; behind says the store ends before markAt and
+	// Run fetches the rest from peers before consensus starts.
+	mark   *slotFile
+	markMu sync.Mutex
+	markAt highWater
+	behind bool
 
 	net Network
 	p2p *p2pNetwork
@@ -119,6 +126,10 @@ func New(opts Options) (*Node, error) {
 		st, err = ledger.OpenBadger(filepath.Join(opts.Home, "data"))
 	}
 	if err != nil {
+		var fault *ledger.StoreFault
+		if errors.As(err, &fault) {
+			return nil, fmt.Errorf("%w; the node does not start on it, and changed nothing in it: restore the chain from an export with `sagachain import --home NEWDIR --file BACKUP.export` into a fresh home", err)
+		}
 		return nil, err
 	}
 	if err := st.InitGenesis(g.Hash()); err != nil {
@@ -146,11 +157,69 @@ func New(opts Options) (*Node, error) {
 	if !opts.InMemory {
 		n.signState = newSlotFile(filepath.Join(opts.Home, DataDir, "consensus-state"))
 	}
+	if !opts.InMemory {
+		if err := n.openHighWater(); err != nil {
+			st.Close()
+			n.mark.Close()
+			return nil, err
+		}
+	}
 	if n.watch, err = newFailureWatch(n); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// openHighWater loads the high-water mark and compares the store with it.
+// A home from before marks takes the store's head as its mark. A store
+// behind the mark is refused on a lone node, which has nobody to fetch
+// the lost blocks from; a node of a network fetches them in Run.
+func (n *Node) openHighWater() error {
+	n.mark = newSlotFile(highWaterPath(n.opts.Home))
+	m, ok, err := loadHighWater(n.mark)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		head, err := n.badger.Head()
+		if err != nil {
+			return err
+		}
+		m = highWater{Height: head}
+		if head > 0 {
+			b, err := n.badger.Block(head)
+			if err != nil {
+				return fmt.Errorf("store head %d: %w", head, err)
+			}
+			m.Hash = b.Hash()
+		}
+		if err := n.mark.Save(m.encode()); err != nil {
+			return err
+		}
+	}
+	n.markAt = m
+	err = checkHighWater(n.badger, filepath.Join(n.opts.Home, DataDir), m)
+	var behind *StoreBehindError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &behind):
+		return err
+	case behind.Other != nil:
+		return fmt.Errorf("%w; the node does not start on a store that contradicts what it committed", err)
+	case n.lone():
+		return errLoneBehind(err)
+	}
+	n.behind = true
+	n.log.Warn("store behind what this node committed; fetching the lost blocks from peers before taking part in consensus", "err", err)
+	return nil
+}
+
+// lone reports whether no peer can serve this node blocks: a chain of one
+// validator, or no peers configured.
+func (n *Node) lone() bool {
+	return n.machine.Validators().Size() == 1 || len(n.opts.Config.P2P.Peers) == 0
 }
 
 // Run starts the node and blocks until ctx ends; then it stops everything
@@ -159,6 +228,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
 	if c, ok := n.signState.(io.Closer); ok {
 		defer c.Close()
+	}
+	if n.mark != nil {
+		defer n.mark.Close()
 	}
 	defer n.subs.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -175,15 +247,18 @@ func (n *Node) Run(ctx context.Context) error {
 		n.net = n.p2p
 		defer n.p2p.close()
 	}
+	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queueOwn, n.log)
+	n.executor.finished = n.metrics.TaskFinished
+	defer n.executor.Wait()
+	if head, err = n.catchUpToMarks(ctx, head); err != nil || ctx.Err() != nil {
+		return err
+	}
 	core, err := n.NewCore(head)
 	if err != nil {
 		return err
 	}
 	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second,
 		Poll: n.opts.Config.Consensus.MaxBlockInterval}, n.log)
-	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queueOwn, n.log)
-	n.executor.finished = n.metrics.TaskFinished
-	defer n.executor.Wait()
 	counts, err := statusCounts(n.badger)
 	if err != nil {
 		return err
@@ -237,6 +312,52 @@ func (n *Node) Run(ctx context.Context) error {
 	err = n.driver.Run(ctx)
 	cancel()
 	return err
+}
+
+// catchUpToMarks fetches from peers, by block sync, the blocks this node
+// committed or signed for before that its store no longer holds, before
+// the consensus core is made: the core resumes from the persisted state of
+// the height after the head, and the persisted state is ahead of a store
+// that lost blocks, so until the store has caught up the core would either
+// refuse to start or vote at heights this node signed at before. The
+// target is the high-water mark and the height before the persisted
+// state's. It retries until the peers serve them or ctx ends, and returns
+// the new head.
+func (n *Node) catchUpToMarks(ctx context.Context, head uint64) (uint64, error) {
+	var target uint64
+	if n.behind {
+		target = n.markAt.Height
+	}
+	if n.isValidator() {
+		persisted, err := n.loadConsensusState()
+		if err != nil {
+			return head, err
+		}
+		if persisted.Height > 0 {
+			target = max(target, persisted.Height-1)
+		}
+	}
+	if head >= target {
+		return head, nil
+	}
+	if n.net == nil || n.lone() {
+		return head, fmt.Errorf("the store in %s ends at height %d but this node signed consensus messages up to height %d; a lone node has no peer to fetch the lost blocks from, so it does not start: restore the chain from an export with `sagachain import --home NEWDIR --file BACKUP.export` into a fresh home",
+			filepath.Join(n.opts.Home, DataDir), head, target+1)
+	}
+	for {
+		got, err := n.CatchUp(ctx, "", target)
+		if got >= target {
+			n.log.Info("caught up with what this node committed and signed before", "height", got)
+			n.behind = false
+			return got, nil
+		}
+		n.log.Warn("waiting for peers to serve the blocks this node lost", "head", got, "target", target, "err", err)
+		select {
+		case <-ctx.Done():
+			return got, nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // networked reports whether the node talks to peers: every node of a
@@ -739,10 +860,18 @@ func (n *Node) CommitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 // execute says whether to start the tasks the block releases to this node,
 // which catching up leaves to the end.
 func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []byte, execute bool) ([]*ledger.OpRecord, error) {
+	if err := n.checkAgainstMark(b); err != nil {
+		return nil, err
+	}
 	// The state goes into the block's own synced transaction: one sync
 	// per block for a lone validator.
 	ops, hashes, err := n.app.CommitBlock(b, c, consensusState)
 	if err != nil {
+		return nil, err
+	}
+	// The mark is durable before any waiter is released: what a client
+	// was told is committed is never behind the mark.
+	if err := n.raiseMark(b); err != nil {
 		return nil, err
 	}
 	n.metrics.BlockCommitted(b.Header.Height, c.Round, len(b.Entries), time.Duration(max(0, n.opts.Now().UnixMilli()-int64(b.Header.Time)))*time.Millisecond)
@@ -768,6 +897,43 @@ func (n *Node) commitBlock(b *ledger.Block, c *ledger.Commit, consensusState []b
 	n.mu.Unlock()
 	n.feed.Send(rpc.CommitEvent{Block: b, Ops: ops})
 	return ops, nil
+}
+
+// checkAgainstMark refuses a block at the high-water mark's height that is
+// not the one this node committed there: a store that lost blocks is
+// refilled from peers, and a certified block that differs would mean two
+// blocks were certified at one height.
+func (n *Node) checkAgainstMark(b *ledger.Block) error {
+	if n.mark == nil {
+		return nil
+	}
+	n.markMu.Lock()
+	m := n.markAt
+	n.markMu.Unlock()
+	if m.Height != 0 && b.Header.Height == m.Height && b.Hash() != m.Hash {
+		return fmt.Errorf("block %d is %s but this node committed block %s at that height before its store lost it; it does not overwrite what it committed",
+			m.Height, b.Hash().TerminalString(), m.Hash.TerminalString())
+	}
+	return nil
+}
+
+// raiseMark records b as the high-water mark when it is past it; blocks
+// fetched again below the mark leave it.
+func (n *Node) raiseMark(b *ledger.Block) error {
+	if n.mark == nil {
+		return nil
+	}
+	n.markMu.Lock()
+	defer n.markMu.Unlock()
+	if b.Header.Height <= n.markAt.Height {
+		return nil
+	}
+	m := highWater{Height: b.Header.Height, Hash: b.Hash()}
+	if err := n.mark.Save(m.encode()); err != nil {
+		return fmt.Errorf("high-water mark: %w", err)
+	}
+	n.markAt = m
+	return nil
 }
 
 // carries reports whether b carries an entry of kind k.
