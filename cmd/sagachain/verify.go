@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node"
 	"github.com/sagachain/sagachain/node/rpc"
 )
 
@@ -96,10 +97,22 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	switch src {
 	case "home":
 		hg, st, err := openHomeStore(where)
+		var damaged *ledger.StoreFault
+		if errors.As(err, &damaged) {
+			return fault(&ledger.Fault{Entry: -1, Reason: damaged.Error(), Err: err})
+		}
 		if err != nil {
 			return err
 		}
 		defer st.Close()
+		// A store that lost blocks its node committed is a fault even
+		// when what is left of it verifies.
+		var behind *node.StoreBehindError
+		if err := node.CheckHighWater(where, st); errors.As(err, &behind) {
+			return fault(&ledger.Fault{Height: behind.Mark.Height, Entry: -1, Reason: behind.Error(), Err: err})
+		} else if err != nil {
+			return err
+		}
 		g = hg
 		if mine != nil {
 			g = mine
