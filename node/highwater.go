@@ -77,8 +77,12 @@ func (e *StoreBehindError) Error() string {
 		return fmt.Sprintf("the store in %s holds block %s at height %d, but this node committed block %s there",
 			e.Data, e.Other.TerminalString(), e.Mark.Height, e.Mark.Hash.TerminalString())
 	}
-	return fmt.Sprintf("the store in %s ends at height %d but this node committed up to height %d (block %s): heights %d–%d were lost from it, probably by a torn write",
-		e.Data, e.Head, e.Mark.Height, e.Mark.Hash.TerminalString(), e.Head+1, e.Mark.Height)
+	lost := fmt.Sprintf("heights %d–%d were", e.Head+1, e.Mark.Height)
+	if e.Head+1 == e.Mark.Height {
+		lost = fmt.Sprintf("height %d was", e.Mark.Height)
+	}
+	return fmt.Sprintf("the store in %s ends at height %d but this node committed up to height %d (block %s): %s lost from it, probably by a torn write",
+		e.Data, e.Head, e.Mark.Height, e.Mark.Hash.TerminalString(), lost)
 }
 
 // checkHighWater compares a store with a mark: a *StoreBehindError when

@@ -129,7 +129,7 @@ func TestRewoundValidatorCatchesUpWithoutDoubleSigning(t *testing.T) {
 	if h, _ := st.Head(); h >= h1 {
 		t.Fatalf("the rewound store is at height %d, not behind %d", h, h1)
 	}
-	if err := CheckHighWater(home, st); err == nil || !strings.Contains(err.Error(), "were lost from it") {
+	if err := CheckHighWater(home, st); err == nil || !strings.Contains(err.Error(), "lost from it") {
 		t.Fatalf("the rewound store against its mark: %v", err)
 	}
 	st.Close()

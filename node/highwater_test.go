@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,14 +104,14 @@ func TestLoneNodeNeverStartsBehindWhatItAcknowledged(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}, "were lost from it, probably by a torn write"},
+		}, "lost from it, probably by a torn write"},
 		{"truncated WAL", running, func(t *testing.T, data string) {
 			for _, p := range withSuffix(t, data, ".mem") {
 				if err := os.Truncate(p, 4096); err != nil {
 					t.Fatal(err)
 				}
 			}
-		}, "were lost from it, probably by a torn write"},
+		}, "lost from it, probably by a torn write"},
 		{"deleted MANIFEST", stopped, func(t *testing.T, data string) {
 			if err := os.Remove(filepath.Join(data, "MANIFEST")); err != nil {
 				t.Fatal(err)
@@ -241,4 +242,28 @@ func TestHighWaterMarkFollowsCommits(t *testing.T) {
 	tn = startNode(t, home)
 	tn.stop()
 	check("a home without a mark")
+
+	// A mark naming another block at the store's head: the store holds
+	// something this node did not commit, and no node starts on it.
+	s := newSlotFile(highWaterPath(home))
+	m, _, err := loadHighWater(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Hash[0] ^= 1
+	if err := s.Save(m.encode()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	g, cfg, val, _ := oneValidator(t)
+	n, err := New(Options{Home: home, Config: cfg, Genesis: g, Key: val, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var behind *StoreBehindError
+	if err == nil {
+		n.store.Close()
+		t.Fatal("a node started on a store that contradicts its mark")
+	}
+	if !errors.As(err, &behind) || behind.Other == nil || !strings.Contains(err.Error(), "the node does not start on a store that contradicts what it committed") {
+		t.Fatalf("refusal %v, want a StoreBehindError naming the other block", err)
+	}
+	t.Logf("refused: %v", err)
 }

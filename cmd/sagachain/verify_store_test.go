@@ -69,7 +69,7 @@ func TestVerifyHomeNamesStoreFaults(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}, "were lost from it, probably by a torn write"},
+		}, "lost from it, probably by a torn write"},
 		{"deleted MANIFEST", home, func(t *testing.T, data string) {
 			if err := os.Remove(filepath.Join(data, "MANIFEST")); err != nil {
 				t.Fatal(err)
