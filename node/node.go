@@ -240,6 +240,21 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	target, err := n.catchUpTarget(head)
+	if err != nil {
+		return err
+	}
+	// The driver exists before the network starts: its handlers read
+	// n.driver from their own goroutines. Its core is for the height after
+	// everything this node committed or signed at, not after the store's
+	// head, so that it never signs at a height it signed at before; it
+	// runs only once the store has caught up to there.
+	core, err := n.NewCore(max(head, target))
+	if err != nil {
+		return err
+	}
+	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second,
+		Poll: n.opts.Config.Consensus.MaxBlockInterval}, n.log)
 	if n.networked() {
 		if n.p2p, err = startNetwork(ctx, n); err != nil {
 			return err
@@ -250,15 +265,9 @@ func (n *Node) Run(ctx context.Context) error {
 	n.executor = NewExecutor(ctx, n.machine, n.registry, n.opts.Key, n.queueOwn, n.log)
 	n.executor.finished = n.metrics.TaskFinished
 	defer n.executor.Wait()
-	if head, err = n.catchUpToMarks(ctx, head); err != nil || ctx.Err() != nil {
+	if head, err = n.catchUpToMarks(ctx, head, target); err != nil || ctx.Err() != nil {
 		return err
 	}
-	core, err := n.NewCore(head)
-	if err != nil {
-		return err
-	}
-	n.driver = consensus.NewDriver(core, n, n.mempool.Ready(), consensus.DriverConfig{Republish: time.Second,
-		Poll: n.opts.Config.Consensus.MaxBlockInterval}, n.log)
 	counts, err := statusCounts(n.badger)
 	if err != nil {
 		return err
@@ -314,35 +323,15 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// catchUpToMarks fetches from peers, by block sync, the blocks this node
-// committed or signed for before that its store no longer holds, before
-// the consensus core is made: the core resumes from the persisted state of
-// the height after the head, and the persisted state is ahead of a store
-// that lost blocks, so until the store has caught up the core would either
-// refuse to start or vote at heights this node signed at before. The
-// target is the high-water mark and the height before the persisted
-// state's. It retries until the peers serve them or ctx ends, and returns
-// the new head.
-func (n *Node) catchUpToMarks(ctx context.Context, head uint64) (uint64, error) {
-	var target uint64
-	if n.behind {
-		target = n.markAt.Height
-	}
-	if n.isValidator() {
-		persisted, err := n.loadConsensusState()
-		if err != nil {
-			return head, err
-		}
-		if persisted.Height > 0 {
-			target = max(target, persisted.Height-1)
-		}
-	}
+// catchUpToMarks fetches from peers, by block sync, the blocks up to
+// target (see catchUpTarget) that this node committed or signed for before
+// and its store no longer holds, before its consensus core runs: the core
+// was made for the height after target, and could not validate or propose
+// there until the store has caught up. It retries until the peers serve
+// them or ctx ends, and returns the new head.
+func (n *Node) catchUpToMarks(ctx context.Context, head, target uint64) (uint64, error) {
 	if head >= target {
 		return head, nil
-	}
-	if n.net == nil || n.lone() {
-		return head, fmt.Errorf("the store in %s ends at height %d but this node signed consensus messages up to height %d; a lone node has no peer to fetch the lost blocks from, so it does not start: restore the chain from an export with `sagachain import --home NEWDIR --file BACKUP.export` into a fresh home",
-			filepath.Join(n.opts.Home, DataDir), head, target+1)
 	}
 	for {
 		got, err := n.CatchUp(ctx, "", target)
@@ -358,6 +347,32 @@ func (n *Node) catchUpToMarks(ctx context.Context, head uint64) (uint64, error) 
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// catchUpTarget is the height this node's store must reach before its
+// consensus core runs: the high-water mark when the store is behind it,
+// and the height before its persisted consensus state's, which is ahead of
+// a store that lost blocks. A lone node whose store is behind that is
+// refused: no peer can serve what it lost.
+func (n *Node) catchUpTarget(head uint64) (uint64, error) {
+	var target uint64
+	if n.behind {
+		target = n.markAt.Height
+	}
+	if n.isValidator() {
+		persisted, err := n.loadConsensusState()
+		if err != nil {
+			return 0, err
+		}
+		if persisted.Height > 0 {
+			target = max(target, persisted.Height-1)
+		}
+	}
+	if head < target && (!n.networked() || n.lone()) {
+		return 0, fmt.Errorf("the store in %s ends at height %d but this node signed consensus messages up to height %d; a lone node has no peer to fetch the lost blocks from, so it does not start: restore the chain from an export with `sagachain import --home NEWDIR --file BACKUP.export` into a fresh home",
+			filepath.Join(n.opts.Home, DataDir), head, target+1)
+	}
+	return target, nil
 }
 
 // networked reports whether the node talks to peers: every node of a
