@@ -52,6 +52,8 @@ while [[ $# -gt 0 ]]; do
 done
 bin=$(realpath "$bin")
 [[ -x $bin ]] || { echo "growth.sh: $bin is not an executable" >&2; exit 2; }
+# The completed trips are counted with one op list, which answers at most 1000.
+((trip_ops >= 1 && trip_ops <= 1000)) || { echo "growth.sh: --trip-ops must be 1..1000" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/sagachain-growth.XXXXXX)
 pid="" # the running dev node, if any
@@ -236,7 +238,7 @@ big_op() {
 	case $status in completed | rolled_back | rollback_failed) ;; *) point="did not finish in ${cap}s" ;; esac
 	# shellcheck disable=SC2086
 	row "$ph" "$point" 1 "$h" $m "$live" "$(store_kb "$ph")" "$el" \
-		"$note; $progress stages succeeded; store minus empty: $((live - e_live)) KB live"
+		"$note; $progress stages succeeded at the last poll; store minus empty: $((live - e_live)) KB live"
 }
 
 phase_chain() {
@@ -281,3 +283,5 @@ for p in "${todo[@]}"; do
 	*) echo "growth.sh: unknown phase $p" >&2; exit 2 ;;
 	esac
 done
+# Times are only comparable between runs on an equally loaded machine.
+log "done; load: $(cut -d' ' -f1-3 /proc/loadavg)"
