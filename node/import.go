@@ -87,8 +87,8 @@ func checkNoStore(home string) error {
 	case err != nil:
 		return fmt.Errorf("import: %w", err)
 	case len(ents) > 0:
-		return fmt.Errorf("import into %s: %w (%s holds %s): import into a new home (sagachain init, or a fresh directory for dev), or move %s away first",
-			home, ErrHomeHasStore, data, ents[0].Name(), data)
+		return fmt.Errorf("import into %s: %w (%s holds %s): import into a new home that holds this chain's %s, key and %s, or move %s away first",
+			home, ErrHomeHasStore, data, ents[0].Name(), GenesisFile, ConfigFile, data)
 	}
 	return nil
 }
