@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,8 +46,9 @@ type ImportReport struct {
 // the staging directory is removed and the home is as it was.
 //
 // A home that already has chain data (a data directory that is not empty)
-// is refused with ErrHomeHasStore: nothing is deleted or merged.
-func Import(opts Options, path string) (*ImportReport, error) {
+// is refused with ErrHomeHasStore: nothing is deleted or merged. Ending
+// ctx stops the import between blocks, with the home as it was.
+func Import(ctx context.Context, opts Options, path string) (*ImportReport, error) {
 	if opts.InMemory {
 		return nil, errors.New("import: an in-memory node has no home to import into")
 	}
@@ -65,7 +67,7 @@ func Import(opts Options, path string) (*ImportReport, error) {
 	defer os.RemoveAll(stage)
 	staged := opts
 	staged.Home = stage
-	out, err := replayExport(staged, path)
+	out, err := replayExport(ctx, staged, path)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +116,7 @@ func verifyExport(g *ledger.Genesis, path string) (*ledger.VerifyReport, error) 
 // replayExport commits the blocks of the export at path to a new node of
 // opts.Home through the node's commit path. A block that does not check
 // out gives a *ledger.Fault: the file changed since it was verified.
-func replayExport(opts Options, path string) (*ImportReport, error) {
+func replayExport(ctx context.Context, opts Options, path string) (*ImportReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -144,6 +146,9 @@ func replayExport(opts Options, path string) (*ImportReport, error) {
 	defer closeNode()
 	out := &ImportReport{}
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("import stopped after %d blocks, nothing written: %w", out.Head, err)
+		}
 		b, c, results, err := x.Next()
 		if errors.Is(err, io.EOF) {
 			break

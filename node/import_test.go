@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -55,7 +56,7 @@ func TestImportRebuildsTheStoreOrWritesNothing(t *testing.T) {
 
 	g, cfg, val, _ := oneValidator(t)
 	opts := Options{Home: t.TempDir(), Config: cfg, Genesis: g, Key: val, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	_, err = Import(opts, badFile)
+	_, err = Import(context.Background(), opts, badFile)
 	var f *ledger.Fault
 	if !errors.As(err, &f) || !errors.Is(err, ledger.ErrResultsRoot) || f.Height != head {
 		t.Fatalf("import of a file with the head's results root flipped: %v, want a results root fault at block %d", err, head)
@@ -64,7 +65,7 @@ func TestImportRebuildsTheStoreOrWritesNothing(t *testing.T) {
 		t.Fatalf("a refused import left %v in the home", ents)
 	}
 
-	rep, err := Import(opts, file)
+	rep, err := Import(context.Background(), opts, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestImportRebuildsTheStoreOrWritesNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(opts.Home); len(ents) != 1 || ents[0].Name() != DataDir {
 		t.Errorf("home after import holds %v, want the data directory alone", ents)
 	}
-	if _, err := Import(opts, file); !errors.Is(err, ErrHomeHasStore) {
+	if _, err := Import(context.Background(), opts, file); !errors.Is(err, ErrHomeHasStore) {
 		t.Errorf("import into a home with data: %v, want ErrHomeHasStore", err)
 	}
 

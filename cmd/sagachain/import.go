@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -38,7 +41,7 @@ export's head; a validator of a network catches up from its peers past it.`,
 	return cmd
 }
 
-func (a *app) importChain(*cobra.Command, []string) error {
+func (a *app) importChain(cmd *cobra.Command, _ []string) error {
 	dir, err := a.homeFlag()
 	if err != nil {
 		return err
@@ -52,7 +55,10 @@ func (a *app) importChain(*cobra.Command, []string) error {
 		return inputError(err)
 	}
 	opts.Log = a.log
-	rep, err := node.Import(opts, file)
+	// Ctrl-C stops the import between blocks and removes what it wrote.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := node.Import(ctx, opts, file)
 	var f *ledger.Fault
 	switch {
 	case errors.As(err, &f):
