@@ -66,6 +66,48 @@ type StageHashes struct {
 	RollbackPrev Hash `json:"rollback_prev,omitzero"`
 }
 
+// ApproxSize estimates the heap bytes r holds once decoded: its operation
+// file, and per task, stage and event its structs with what they point
+// to (outputs walked, at a map entry's overhead each). It is an estimate
+// for memory budgets (the node's record cache), in O(record), never for
+// anything consensus decides.
+func (r *OpRecord) ApproxSize() int {
+	n := 512 + len(r.Operation) + len(r.Stages)*(4*32+16)
+	for i := range r.Saga.Tasks {
+		ts := &r.Saga.Tasks[i]
+		n += 400 + len(ts.Validation) + len(ts.Error) + len(ts.RollbackError) + approxValueSize(ts.Output)
+	}
+	for i := range r.Events {
+		e := &r.Events[i]
+		n += 200 + len(e.Type) + len(e.Task) + len(e.Status) + len(e.Reason) + len(e.From) + len(e.To)
+	}
+	return n
+}
+
+// approxValueSize estimates the heap bytes of a decoded JSON value.
+func approxValueSize(v any) int {
+	switch x := v.(type) {
+	case nil:
+		return 0
+	case string:
+		return 16 + len(x)
+	case map[string]any:
+		n := 48
+		for k, e := range x {
+			n += 32 + len(k) + approxValueSize(e)
+		}
+		return n
+	case []any:
+		n := 24
+		for _, e := range x {
+			n += 16 + approxValueSize(e)
+		}
+		return n
+	default:
+		return 16 // numbers and booleans, boxed
+	}
+}
+
 func (r *OpRecord) clone() *OpRecord {
 	c := *r
 	c.Saga = cloneSagaState(r.Saga)
