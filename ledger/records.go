@@ -27,6 +27,7 @@ const (
 	partTask    = 0x03 // ‖ index (4 bytes): TaskState and TaskRecord
 	partStage   = 0x04 // ‖ index (4 bytes): StageHashes
 	partEvent   = 0x05 // ‖ index (8 bytes): one event, appended
+	partOutput  = 0x06 // ‖ index (4 bytes): a task's output, JSON
 )
 
 // opKeyLen is the length of the legacy key "o" id, which held the whole
@@ -68,12 +69,13 @@ type summaryRLP struct {
 	Stages        uint64
 }
 
-// taskRLP is one task's part: its kernel state and its assignment. Output
-// is the JSON of the output map, empty for none.
+// taskRLP is one task's part: its kernel state and its assignment. Its
+// output has a part of its own, written only when the output changes: a
+// rollback or a move rewrites the tasks of a stage, and must not rewrite
+// their outputs (up to max_output_bytes each) with them.
 type taskRLP struct {
 	Status           string
 	Attempts         uint64
-	Output           []byte
 	Validation       string
 	Error            string
 	Outcome          string
@@ -139,16 +141,25 @@ func encodeTask(r *OpRecord, i int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", i, err)
 	}
-	var out []byte
-	if ts.Output != nil {
-		if out, err = json.Marshal(ts.Output); err != nil {
-			return nil, fmt.Errorf("task %d: output: %w", i, err)
-		}
-	}
-	return rlp.EncodeToBytes(&taskRLP{Status: string(ts.Status), Attempts: att, Output: out, Validation: ts.Validation, Error: ts.Error,
+	return rlp.EncodeToBytes(&taskRLP{Status: string(ts.Status), Attempts: att, Validation: ts.Validation, Error: ts.Error,
 		Outcome: string(ts.Outcome), Undone: ts.Undone, Undoing: ts.Undoing, RollbackAttempts: ratt, RollbackError: ts.RollbackError,
 		Executor: tr.Executor, Deadline: tr.Deadline, Since: tr.Since, Moves: tr.Moves, RollbackExecutor: tr.RollbackExecutor,
 		RollbackDeadline: tr.RollbackDeadline, RollbackSince: tr.RollbackSince, RollbackMoves: tr.RollbackMoves})
+}
+
+// encodeOutput is task i's output part: its JSON (encoding/json sorts map
+// keys, so it is deterministic); nil for no output, whose part is
+// deleted.
+func encodeOutput(r *OpRecord, i int) ([]byte, error) {
+	out := r.Saga.Tasks[i].Output
+	if out == nil {
+		return nil, nil
+	}
+	v, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: output: %w", i, err)
+	}
+	return v, nil
 }
 
 func encodeStage(sh StageHashes) ([]byte, error) { return rlp.EncodeToBytes(&sh) }
@@ -187,6 +198,8 @@ type RecordWrite struct {
 	// summary is nil when the summary did not change.
 	summary []byte
 	tasks   map[int][]byte
+	// outputs are the changed outputs; a nil value deletes the part.
+	outputs map[int][]byte
 	stages  map[int][]byte
 	// events are the events the block appended, the first at index
 	// eventFrom of the record's events.
@@ -202,7 +215,7 @@ type RecordWrite struct {
 
 // empty reports whether the block changed nothing of the record.
 func (w *RecordWrite) empty() bool {
-	return !w.created && w.summary == nil && len(w.tasks) == 0 && len(w.stages) == 0 && len(w.events) == 0
+	return !w.created && w.summary == nil && len(w.tasks) == 0 && len(w.outputs) == 0 && len(w.stages) == 0 && len(w.events) == 0
 }
 
 // partCost is what writing one part costs the block: its key, its value,
@@ -240,8 +253,9 @@ func summaryDiffers(a, b *OpRecord) bool {
 		x.Seq != y.Seq || a.Last != b.Last || len(a.Tasks) != len(b.Tasks) || len(a.Stages) != len(b.Stages) || a.Height != b.Height
 }
 
-// taskDiffers compares task i of a and b field by field (TestTaskStateFields
-// fails when TaskState gains a field this does not compare).
+// taskDiffers compares task i of a and b field by field but for its
+// output (TestRecordPartsCoverEveryField fails when TaskState gains a
+// field this does not compare).
 func taskDiffers(a, b *OpRecord, i int) bool {
 	if i >= len(b.Saga.Tasks) || i >= len(b.Tasks) {
 		return true
@@ -250,7 +264,7 @@ func taskDiffers(a, b *OpRecord, i int) bool {
 		return true
 	}
 	x, y := &a.Saga.Tasks[i], &b.Saga.Tasks[i]
-	return x.Status != y.Status || x.Attempts != y.Attempts || !sameMap(x.Output, y.Output) || x.Validation != y.Validation ||
+	return x.Status != y.Status || x.Attempts != y.Attempts || x.Validation != y.Validation ||
 		x.Error != y.Error || x.Outcome != y.Outcome || x.Undone != y.Undone || x.Undoing != y.Undoing ||
 		x.RollbackAttempts != y.RollbackAttempts || x.RollbackError != y.RollbackError
 }
@@ -311,6 +325,30 @@ func measureRecord(r, base *OpRecord, prev *RecordWrite) (*RecordWrite, error) {
 			w.tasks = make(map[int][]byte)
 		}
 		w.tasks[i] = v
+		w.cost += partCost(taskKeyLen, len(v))
+	}
+	for i := range r.Tasks {
+		out := r.Saga.Tasks[i].Output
+		if w.created && out == nil {
+			continue
+		}
+		if !w.created && i < len(base.Saga.Tasks) && sameMap(out, base.Saga.Tasks[i].Output) {
+			continue
+		}
+		var v []byte
+		ok := false
+		if prev != nil && i < len(from.Saga.Tasks) && sameMap(out, from.Saga.Tasks[i].Output) {
+			v, ok = prev.outputs[i]
+		}
+		if !ok {
+			if v, err = encodeOutput(r, i); err != nil {
+				return fail(err)
+			}
+		}
+		if w.outputs == nil {
+			w.outputs = make(map[int][]byte)
+		}
+		w.outputs[i] = v
 		w.cost += partCost(taskKeyLen, len(v))
 	}
 	for i, sh := range r.Stages {
@@ -402,7 +440,7 @@ func writeRecord(txn *badger.Txn, set func(k, v []byte) error, r *OpRecord, w *R
 	// The summary is set above, with the index keys.
 	parts := *w
 	parts.summary = nil
-	if err := forEachPart(id, &parts, set); err != nil {
+	if err := forEachPart(id, &parts, set, txn.Delete); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -496,17 +534,26 @@ func decodePart(r *OpRecord, rest, v []byte, sum **summaryRLP, haveHead *bool, t
 		if err := rlp.DecodeBytes(v, &t); err != nil {
 			return fmt.Errorf("task %d: %w", i, err)
 		}
-		ts := taskrt.TaskState{Status: taskrt.TaskStatus(t.Status), Attempts: int(t.Attempts), Validation: t.Validation, Error: t.Error,
-			Outcome: taskrt.TaskStatus(t.Outcome), Undone: t.Undone, Undoing: t.Undoing, RollbackAttempts: int(t.RollbackAttempts), RollbackError: t.RollbackError}
-		if len(t.Output) > 0 {
-			if ts.Output, err = decodeOutput(t.Output); err != nil {
-				return fmt.Errorf("task %d output: %w", i, err)
-			}
-		}
-		r.Saga.Tasks[i] = ts
+		out := r.Saga.Tasks[i].Output // an output part may come first
+		r.Saga.Tasks[i] = taskrt.TaskState{Status: taskrt.TaskStatus(t.Status), Attempts: int(t.Attempts), Validation: t.Validation, Error: t.Error,
+			Outcome: taskrt.TaskStatus(t.Outcome), Undone: t.Undone, Undoing: t.Undoing, RollbackAttempts: int(t.RollbackAttempts), RollbackError: t.RollbackError,
+			Output: out}
 		r.Tasks[i] = TaskRecord{Executor: t.Executor, Deadline: t.Deadline, Since: t.Since, Moves: t.Moves, RollbackExecutor: t.RollbackExecutor,
 			RollbackDeadline: t.RollbackDeadline, RollbackSince: t.RollbackSince, RollbackMoves: t.RollbackMoves}
 		*tasksSeen++
+	case partOutput:
+		i, err := index(4)
+		if err != nil {
+			return err
+		}
+		if *sum == nil || i >= len(r.Tasks) {
+			return fmt.Errorf("output part %d outside the summary's tasks", i)
+		}
+		out, err := decodeOutput(v)
+		if err != nil {
+			return fmt.Errorf("task %d output: %w", i, err)
+		}
+		r.Saga.Tasks[i].Output = out
 	case partStage:
 		i, err := index(4)
 		if err != nil {
@@ -627,7 +674,7 @@ func (s *BadgerStore) migrateLegacy(ids []Hash) error {
 		// Index keys stay as the legacy version wrote them: same layout.
 		wb := s.db.NewWriteBatch()
 		set := func(k, v []byte) error { return wb.Set(k, v) }
-		if err := forEachPart(r.ID, w, set); err != nil {
+		if err := forEachPart(r.ID, w, set, wb.Delete); err != nil {
 			wb.Cancel()
 			return fmt.Errorf("migrate operation %s: %w", r.ID.Hex(), err)
 		}
@@ -642,8 +689,9 @@ func (s *BadgerStore) migrateLegacy(ids []Hash) error {
 	return nil
 }
 
-// forEachPart calls set for every part key and value w holds.
-func forEachPart(id Hash, w *RecordWrite, set func(k, v []byte) error) error {
+// forEachPart calls set for every part key and value w holds, and del for
+// every part it deletes.
+func forEachPart(id Hash, w *RecordWrite, set func(k, v []byte) error, del func(k []byte) error) error {
 	if w.head != nil {
 		if err := set(partKey(id, partHead), w.head); err != nil {
 			return err
@@ -656,6 +704,15 @@ func forEachPart(id Hash, w *RecordWrite, set func(k, v []byte) error) error {
 	}
 	for i, v := range w.tasks {
 		if err := set(indexedPartKey(id, partTask, i), v); err != nil {
+			return err
+		}
+	}
+	for i, v := range w.outputs {
+		if v == nil {
+			if err := del(indexedPartKey(id, partOutput, i)); err != nil {
+				return err
+			}
+		} else if err := set(indexedPartKey(id, partOutput, i), v); err != nil {
 			return err
 		}
 	}

@@ -437,3 +437,66 @@ func TestRecordPartsCoverEveryField(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordRollbackDoesNotRewriteOutputs: a failure that rolls back a
+// stage of fifty tasks with 10 KB outputs rewrites their task parts (now
+// undoing), not their outputs, which have parts of their own; and what
+// an executor's estimate adds up for a batch of a stage (RecordWriteCost
+// once, each output) bounds what the batch's record writes.
+func TestRecordRollbackDoesNotRewriteOutputs(t *testing.T) {
+	const k, outBytes = 50, 10_000
+	var b strings.Builder
+	b.WriteString("name: wide-undo\ntasks:\n")
+	for j := range k {
+		fmt.Fprintf(&b, "  - {id: a%d, run: echo, rollback: noop, outputs: [x%d]}\n", j, j)
+	}
+	b.WriteString("  - {id: z, run: fail, rollback: noop, inputs: [x0], outputs: [y]}\n")
+	c := newTestChain(t)
+	mr := newMirror(t, c, stMemStore(t))
+	sub, id := c.submit(b.String())
+	c.block(10, sub)
+	outcome := func(task string, rb bool) (map[string]any, string) {
+		if task == "z" && !rb {
+			return nil, "declined"
+		}
+		if !rb {
+			return map[string]any{"x" + task[1:]: strings.Repeat("v", outBytes)}, ""
+		}
+		return nil, ""
+	}
+	before := c.op(id)
+	estimate := c.m.RecordWriteCost(before)
+	batch := batchOf(t, c.val, c.attest(id, c.val, outcome))
+	ctx := Context{Height: c.height + 1, Time: c.time + 10}
+	ov := NewOverlay(c.st)
+	if _, err := c.m.Try(ov, ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	var outputs uint64
+	r, _ := ov.Operation(id)
+	for j := range k {
+		o, _ := json.Marshal(r.Saga.Tasks[j].Output)
+		outputs += uint64(len(o))
+	}
+	if got := ov.Encoded()[id].cost; got > estimate+outputs+k*partCost(taskKeyLen, 0) {
+		t.Errorf("the batch of a stage writes %d bytes of its record; the executor's estimate is %d and the outputs %d", got, estimate, outputs)
+	}
+	c.block(10, batch)
+	mr.sync()
+	batchCharge := mr.perBlock[len(mr.perBlock)-1]
+	// z fails and its rollback ends: stage 0 rolls back, every a undoing.
+	c.block(10, c.attest(id, c.val, outcome)...)
+	c.block(10, c.attest(id, c.val, outcome)...)
+	mr.sync()
+	mr.same()
+	if r := c.op(id); !r.Saga.Tasks[0].Undoing && !r.Saga.Tasks[0].Undone {
+		t.Fatalf("a0 neither undoing nor undone; events %s", eventTypes(r))
+	}
+	if last := mr.perBlock[len(mr.perBlock)-1]; last > k*outBytes/4 {
+		t.Errorf("the block that rolls back fifty tasks writes %d bytes, as if it rewrote their %d bytes of outputs", last, k*outBytes)
+	}
+	t.Logf("batch of %d outputs of %d bytes: %d bytes charged (estimate %d + outputs); the block that rolls stage 0 back: %d", k, outBytes, batchCharge, estimate, mr.perBlock[len(mr.perBlock)-1])
+	c.run(id, outcome)
+	mr.sync()
+	mr.same()
+}

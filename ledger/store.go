@@ -110,10 +110,12 @@ var (
 //	"o" id 0x02                           summary, RLP: height, saga status, stage, failing,
 //	                                      rollback stage, seq, Last, task and stage counts;
 //	                                      rewritten when one of them changes
-//	"o" id 0x03 task index (4 bytes)      the task's TaskState (its output as JSON inside)
-//	                                      and TaskRecord, RLP; written when the task changed
+//	"o" id 0x03 task index (4 bytes)      the task's TaskState but its output, and its
+//	                                      TaskRecord, RLP; written when one of them changed
 //	"o" id 0x04 stage index (4 bytes)     the stage's StageHashes, RLP; written when changed
 //	"o" id 0x05 event index (8 bytes)     one event, RLP; appended, never rewritten
+//	"o" id 0x06 task index (4 bytes)      the task's output, JSON; written when it changed,
+//	                                      absent for none
 //	"n" submitted height ‖ operation id   empty: every operation, by submission
 //	"s" status 0x00 submitted height ‖ id empty: operations by status
 //	"a" operation id                      empty: operations not in a final status

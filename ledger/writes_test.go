@@ -151,7 +151,7 @@ func TestBlockWritesMeasureTheStoredRecord(t *testing.T) {
 		t.Fatalf("the parts kept for the store are not the new record's: %+v", w)
 	}
 	var parts uint64
-	if err := forEachPart(r.ID, w, func(k, v []byte) error { parts += partCost(len(k), len(v)); return nil }); err != nil {
+	if err := forEachPart(r.ID, w, func(k, v []byte) error { parts += partCost(len(k), len(v)); return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if w.cost != parts+recordWrites*(indexKeyBound+writeOverhead) {
