@@ -274,9 +274,9 @@ func taskDiffers(a, b *OpRecord, i int) bool {
 // written when it differs from base; prev, when not nil, is what was
 // measured after the entries before, whose encodings are reused for parts
 // equal to those it encoded (prev.of): each entry costs encodings of what
-// it changed, not of every part the block changed so far. Comparing costs O(tasks) per record
-// measured, with no encoding. The result, and so the charge, depends only
-// on r and base, identical on every node.
+// it changed, not of every part the block changed so far. Comparing costs
+// O(tasks + stages) per record measured, with no encoding. The result, and
+// so the charge, depends only on r and base, identical on every node.
 func measureRecord(r, base *OpRecord, prev *RecordWrite) (*RecordWrite, error) {
 	if len(r.Saga.Tasks) != len(r.Tasks) {
 		return nil, fmt.Errorf("operation %s: record cannot be stored: %d task states for %d task records", r.ID.Hex(), len(r.Saga.Tasks), len(r.Tasks))

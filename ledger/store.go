@@ -622,15 +622,14 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 				return fmt.Errorf("save block %d: %w", h, err)
 			}
 		}
-		if !writes[i].created {
-			ids = append(ids, r.ID)
-		}
+		ids = append(ids, r.ID)
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A record a block changes is in parts before the block writes the
-	// parts it changed.
+	// parts it changed (and a record written whole leaves no legacy key
+	// behind to shadow it).
 	if err := s.migrateLegacy(ids); err != nil {
 		return fmt.Errorf("save block %d: %w", h, err)
 	}
