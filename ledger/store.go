@@ -120,6 +120,11 @@ var (
 //	"s" status 0x00 submitted height ‖ id empty: operations by status
 //	"a" operation id                      empty: operations not in a final status
 //
+// An operation's keys all start with "o" id, so Operation assembles the
+// record in one prefix iteration, in key order (the legacy key first:
+// when it is there, it is the record). records.go has the encodings and
+// how a block decides which parts it writes (measureRecord).
+//
 // Statuses are short ASCII words, so the 0x00 after one ends it and no
 // status's keys run into another's.
 const (
