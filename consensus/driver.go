@@ -86,6 +86,16 @@ type Driver struct {
 	// is idle.
 	seen     uint64
 	seenPeer string
+	// heard is when a message of this node's height or later last
+	// arrived. A probe is for a silent network: while such messages flow,
+	// one from ahead starts a catch-up itself, and a probe would only ask
+	// every peer for nothing, each exchange holding the driver (and so
+	// the core) until the peer answers or the sync timeout passes. A peer
+	// whose link was cut without a reset still counts as connected for a
+	// while, and asking it stalled each of the other validators for the
+	// full sync timeout in turn, so that a quorum that had lost one of
+	// four committed nothing for 15s.
+	heard time.Time
 }
 
 // inbound is a message and the peer it came from.
@@ -164,7 +174,9 @@ func (d *Driver) Run(ctx context.Context) error {
 			}
 		case <-probe.C:
 			next := d.cfg.Probe
-			if d.core == nil || !d.core.Status().Started {
+			if quiet := time.Since(d.heard); quiet < d.cfg.Probe {
+				next = d.cfg.Probe - quiet
+			} else if d.core == nil || !d.core.Status().Started {
 				var peers bool
 				peers, err = d.catchUp(ctx, "", AnyHeight)
 				if !peers {
@@ -192,6 +204,9 @@ func (d *Driver) receive(ctx context.Context, in inbound) error {
 	height, err := d.height()
 	if err != nil {
 		return err
+	}
+	if h >= height {
+		d.heard = time.Now()
 	}
 	if h > height {
 		if _, err := d.catchUp(ctx, in.peer, h-1); err != nil {

@@ -118,3 +118,74 @@ func TestDriverTellsTheCoreWhoIsDown(t *testing.T) {
 		t.Fatalf("ProposerDown asked %v, want each of the 4 validators once per height", host.asked)
 	}
 }
+
+// probeHost is a downHost with no work whose CatchUp reports each probe
+// (a catch-up to AnyHeight) on probes.
+type probeHost struct {
+	downHost
+	probes chan struct{}
+}
+
+func (h *probeHost) HasWork() bool { return false }
+func (h *probeHost) CatchUp(_ context.Context, _ string, target uint64) (uint64, error) {
+	if target == AnyHeight {
+		h.probes <- struct{}{}
+	}
+	head, _ := h.Head()
+	return head, nil
+}
+
+// TestDriverProbesOnlyASilentNetwork: an idle driver that has heard
+// nothing asks its peers for blocks past its head; one that has just
+// committed a block on the messages of its peers, and waits for work, does
+// not,
+// for each probe holds the driver until every peer answered, and a peer
+// cut off without a reset answers only when the sync times out. The first
+// probe is due after Poll, the next after Probe, an hour: the second case
+// looks for the first probe for several Polls.
+func TestDriverProbesOnlyASilentNetwork(t *testing.T) {
+	for _, heard := range []bool{false, true} {
+		keys, vals := testKeys(t, 4)
+		core, err := NewCore(testConfig(keys[0], vals), 1, PersistedState{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := &probeHost{downHost: downHost{asked: map[uint64]int{}, sent: make(chan Message, 1024)},
+			probes: make(chan struct{}, 16)}
+		const poll = 200 * time.Millisecond
+		d := NewDriver(core, host, make(chan struct{}), DriverConfig{Republish: time.Hour, Poll: poll, Probe: time.Hour},
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if heard {
+			// Validators 1 to 3 decide height 1, in the inbox before Run
+			// starts, so handled before the first probe is due: the
+			// driver commits it and waits at height 2 with no work, as a
+			// validator does between two blocks.
+			b := makeBlock(t, keys[1], 1, 0, 1)
+			d.Deliver(proposalMsg(t, keys[1], 1, 0, -1, b, nil), "p1")
+			for _, k := range keys[1:] {
+				d.Deliver(voteMsg(t, k, ledger.Precommit, 1, 0, b.Hash()), "p1")
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		wait := time.Minute
+		if heard {
+			wait = 5 * poll
+		}
+		select {
+		case <-host.probes:
+			if heard {
+				t.Errorf("the driver probed although its peers had just decided its last block")
+			}
+		case <-time.After(wait):
+			if !heard {
+				t.Errorf("the driver heard nothing and did not probe within %s", wait)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 
 	"github.com/sagachain/sagachain/taskrt"
@@ -72,8 +73,8 @@ func (c *storeChain) offer(e Entry) bool {
 		if err != nil {
 			c.t.Fatalf("read back operation %s: %v", r.ID, err)
 		}
-		want, err1 := encodeOpRecord(r)
-		again, err2 := encodeOpRecord(back)
+		want, err1 := json.Marshal(r)
+		again, err2 := json.Marshal(back)
 		if err1 != nil || err2 != nil || !bytes.Equal(want, again) {
 			c.t.Fatalf("operation %s does not read back as written (%v, %v):\nwrote %s\nread  %s", r.ID, err1, err2, want, again)
 		}

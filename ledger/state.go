@@ -66,6 +66,48 @@ type StageHashes struct {
 	RollbackPrev Hash `json:"rollback_prev,omitzero"`
 }
 
+// ApproxSize estimates the heap bytes r holds once decoded: its operation
+// file, and per task, stage and event its structs with what they point
+// to (outputs walked, at a map entry's overhead each). It is an estimate
+// for memory budgets (the node's record cache), in O(record), never for
+// anything consensus decides.
+func (r *OpRecord) ApproxSize() int {
+	n := 512 + len(r.Operation) + len(r.Stages)*(4*32+16)
+	for i := range r.Saga.Tasks {
+		ts := &r.Saga.Tasks[i]
+		n += 400 + len(ts.Validation) + len(ts.Error) + len(ts.RollbackError) + approxValueSize(ts.Output)
+	}
+	for i := range r.Events {
+		e := &r.Events[i]
+		n += 200 + len(e.Type) + len(e.Task) + len(e.Status) + len(e.Reason) + len(e.From) + len(e.To)
+	}
+	return n
+}
+
+// approxValueSize estimates the heap bytes of a decoded JSON value.
+func approxValueSize(v any) int {
+	switch x := v.(type) {
+	case nil:
+		return 0
+	case string:
+		return 16 + len(x)
+	case map[string]any:
+		n := 48
+		for k, e := range x {
+			n += 32 + len(k) + approxValueSize(e)
+		}
+		return n
+	case []any:
+		n := 24
+		for _, e := range x {
+			n += 16 + approxValueSize(e)
+		}
+		return n
+	default:
+		return 16 // numbers and booleans, boxed
+	}
+}
+
 func (r *OpRecord) clone() *OpRecord {
 	c := *r
 	c.Saga = cloneSagaState(r.Saga)
@@ -212,16 +254,24 @@ type Overlay struct {
 	// baseCost what the overlay it was made over had spent then: together,
 	// what the block has spent of max_block_rule_cost.
 	ruleCost, baseCost uint64
+	// track says, for each record in ops, what the block found and what
+	// the overlay's entries started from (see recTrack).
+	track map[Hash]recTrack
 	// The block's store writes so far (see BlockWrites), kept by Try as a
-	// proposer adds entries: sizes are the measured costs of the records
-	// written, by id, and w and w0 the totals, cumulative over the
+	// proposer adds entries: enc holds what was measured of each record
+	// changed (its changed parts, encoded, and their cost), which is what
+	// the store writes; w and w0 are the totals, cumulative over the
 	// overlays this one was made over, now and when it was made.
-	sizes map[Hash]uint64
+	enc   map[Hash]*RecordWrite
 	w, w0 writeTally
-	// enc holds the stored encodings of the records as last measured,
-	// which is as the block leaves them: the store writes them as they
-	// are instead of encoding each record again.
-	enc map[Hash][]byte
+}
+
+// recTrack is what an overlay knows of where a record of its came from:
+// base is the record as the block found it in the committed state (nil
+// when the block created it), which is what the store holds and what the
+// block's writes are measured against. It is never modified.
+type recTrack struct {
+	base *OpRecord
 }
 
 // writeTally is the running measure of a block's store writes.
@@ -253,46 +303,57 @@ func NewOverlay(base StateReader) *Overlay {
 // holds.
 func (o *Overlay) BlockWrites() (bytes uint64, entries int) { return o.w.total(), o.w.count }
 
-// sizeOf returns the measured write cost of record id, in o or the
-// overlays it was made over.
-func (o *Overlay) sizeOf(id Hash) (uint64, bool) {
-	if n, ok := o.sizes[id]; ok {
-		return n, true
+// measured returns what was measured of record id, in o or the overlays
+// it was made over.
+func (o *Overlay) measured(id Hash) *RecordWrite {
+	if w, ok := o.enc[id]; ok {
+		return w
 	}
 	if p, ok := o.base.(*Overlay); ok {
-		return p.sizeOf(id)
+		return p.measured(id)
 	}
-	return 0, false
+	return nil
 }
 
-func (o *Overlay) keepEncoded(id Hash, v []byte) {
+func (o *Overlay) keepEncoded(id Hash, w *RecordWrite) {
 	if o.enc == nil {
-		o.enc = make(map[Hash][]byte)
+		o.enc = make(map[Hash]*RecordWrite)
 	}
-	o.enc[id] = v
+	o.enc[id] = w
 }
 
-// Encoded returns the stored encodings of the records Changes returns, by
-// id, as the write budget measured them after the block's last entry;
+// Encoded returns what the block changed of the records Changes returns,
+// by id, as the write budget measured it after the block's last entry;
 // records it did not measure are missing. BlockWrite.Encoded takes it.
-func (o *Overlay) Encoded() map[Hash][]byte { return o.enc }
+func (o *Overlay) Encoded() map[Hash]*RecordWrite { return o.enc }
+
+// measureOp measures record id of o against what the block found, reusing
+// what was measured after the entries before (see measureRecord).
+func (o *Overlay) measureOp(id Hash, r *OpRecord) (*RecordWrite, error) {
+	var prev *RecordWrite
+	if p, ok := o.base.(*Overlay); ok {
+		prev = p.measured(id)
+	}
+	return measureRecord(r, o.track[id].base, prev)
+}
 
 // measure brings o's write tally up to date with the records and
 // announcements o holds and the entries just applied in it: entries are
 // the entry applied and the records it derived.
 func (o *Overlay) measure(entries []Entry) error {
 	for id, r := range o.ops {
-		n, v, err := encodeRecordCost(r)
+		w, err := o.measureOp(id, r)
 		if err != nil {
 			return err
 		}
-		o.keepEncoded(id, v)
-		old, _ := o.sizeOf(id)
-		if o.sizes == nil {
-			o.sizes = make(map[Hash]uint64)
+		var old uint64
+		if p, ok := o.base.(*Overlay); ok {
+			if pw := p.measured(id); pw != nil {
+				old = pw.cost
+			}
 		}
-		o.sizes[id] = n
-		o.w.records += n - old // wraps correctly when the record shrank
+		o.keepEncoded(id, w)
+		o.w.records += w.cost - old // wraps correctly when the record shrank
 	}
 	if o.hosts != nil {
 		n, err := hostsWriteCost(o.hosts)
@@ -362,13 +423,35 @@ func (o *Overlay) Operation(id Hash) (*OpRecord, error) {
 	if r, ok := o.ops[id]; ok {
 		return r, nil
 	}
-	r, err := o.peekBase(id)
+	from, base, err := o.peekBaseTrack(id)
 	if err != nil {
 		return nil, err
 	}
-	r = r.clone()
+	r := from.clone()
 	o.ops[id] = r
+	o.setTrack(id, recTrack{base: base})
 	return r, nil
+}
+
+func (o *Overlay) setTrack(id Hash, t recTrack) {
+	if o.track == nil {
+		o.track = make(map[Hash]recTrack)
+	}
+	o.track[id] = t
+}
+
+// peekBaseTrack is peekBase that also returns the record as the block
+// found it (nil: the block created it).
+func (o *Overlay) peekBaseTrack(id Hash) (from, base *OpRecord, err error) {
+	p, ok := o.base.(*Overlay)
+	if !ok {
+		r, err := o.base.Operation(id)
+		return r, r, err
+	}
+	if r, ok := p.ops[id]; ok {
+		return r, p.track[id].base, nil
+	}
+	return p.peekBaseTrack(id)
 }
 
 // peekBase reads record id from the base without making an overlay it
@@ -401,14 +484,11 @@ func (o *Overlay) Absorb(child *Overlay) {
 		o.timedOut(k)
 	}
 	o.ruleCost += child.ruleCost
-	for id, n := range child.sizes {
-		if o.sizes == nil {
-			o.sizes = make(map[Hash]uint64)
-		}
-		o.sizes[id] = n
+	for id, t := range child.track {
+		o.setTrack(id, t)
 	}
-	for id, v := range child.enc {
-		o.keepEncoded(id, v)
+	for id, w := range child.enc {
+		o.keepEncoded(id, w)
 	}
 	o.w.records += child.w.records - child.w0.records
 	o.w.entries += child.w.entries - child.w0.entries
@@ -419,7 +499,10 @@ func (o *Overlay) Absorb(child *Overlay) {
 }
 
 // put adds a new record.
-func (o *Overlay) put(r *OpRecord) { o.ops[r.ID] = r }
+func (o *Overlay) put(r *OpRecord) {
+	o.ops[r.ID] = r
+	o.setTrack(r.ID, recTrack{})
+}
 
 // ActiveOperations merges the base's active operations with the overlay's.
 func (o *Overlay) ActiveOperations() ([]Hash, error) {

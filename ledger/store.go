@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -101,10 +102,28 @@ var (
 //	"k" block hash                        height (8 bytes)
 //	"e" entry hash                        height (8 bytes) ‖ index in the block (4 bytes, big-endian)
 //	"e" evidence key                      the same, of the evidence entry (see EvidenceKey)
-//	"o" operation id                      OpRecord, JSON
+//	"o" id                                legacy: a whole OpRecord as JSON, from a version
+//	                                      before parts; read as it is, and rewritten in
+//	                                      parts before the record next changes
+//	"o" id 0x01                           head, RLP: submitter, height, time, operation
+//	                                      JSON; written once, when the operation is created
+//	"o" id 0x02                           summary, RLP: height, saga status, stage, failing,
+//	                                      rollback stage, seq, Last, task and stage counts;
+//	                                      rewritten when one of them changes
+//	"o" id 0x03 task index (4 bytes)      the task's TaskState but its output, and its
+//	                                      TaskRecord, RLP; written when one of them changed
+//	"o" id 0x04 stage index (4 bytes)     the stage's StageHashes, RLP; written when changed
+//	"o" id 0x05 event index (8 bytes)     one event, RLP; appended, never rewritten
+//	"o" id 0x06 task index (4 bytes)      the task's output, JSON; written when it changed,
+//	                                      absent for none
 //	"n" submitted height ‖ operation id   empty: every operation, by submission
 //	"s" status 0x00 submitted height ‖ id empty: operations by status
 //	"a" operation id                      empty: operations not in a final status
+//
+// An operation's keys all start with "o" id, so Operation assembles the
+// record in one prefix iteration, in key order (the legacy key first:
+// when it is there, it is the record). records.go has the encodings and
+// how a block decides which parts it writes (measureRecord).
 //
 // Statuses are short ASCII words, so the 0x00 after one ends it and no
 // status's keys run into another's.
@@ -184,6 +203,9 @@ func decodeHeight(what string, v []byte) (uint64, error) {
 type BadgerStore struct {
 	db *badger.DB
 	mu sync.Mutex // serializes writes
+	// written counts the bytes of keys and values SaveBlock committed,
+	// badger's logical writes (growth tests measure records by it).
+	written atomic.Uint64
 }
 
 var _ Store = (*BadgerStore)(nil)
@@ -458,72 +480,6 @@ func (s *BadgerStore) Operation(id Hash) (*OpRecord, error) {
 	return r, err
 }
 
-func readOp(txn *badger.Txn, id Hash) (*OpRecord, error) {
-	v, err := getCopy(txn, hashKey(prefixOp, id))
-	if err != nil {
-		return nil, fmt.Errorf("operation %s: %w", id.Hex(), err)
-	}
-	r, err := decodeOpRecord(v)
-	if err != nil {
-		return nil, fmt.Errorf("operation %s: %w", id.Hex(), err)
-	}
-	return r, nil
-}
-
-// encodeOpRecord encodes r as the stored value: a header of what the
-// record's index keys derive from (its submission height, 8 bytes, and its
-// status, a length byte and the string), then r as JSON without HTML
-// escaping, so that the raw operation file inside keeps its bytes (it is
-// only compacted). The header lets putOp move the old index keys without
-// decoding the old record.
-func encodeOpRecord(r *OpRecord) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Write(binary.BigEndian.AppendUint64(nil, r.Height))
-	buf.WriteByte(byte(len(r.Saga.Status)))
-	buf.WriteString(string(r.Saga.Status))
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// opHeader splits a stored record into its header fields and its JSON.
-func opHeader(v []byte) (height uint64, status taskrt.OpStatus, body []byte, err error) {
-	if len(v) < 9 || len(v) < 9+int(v[8]) {
-		return 0, "", nil, fmt.Errorf("stored record has %d bytes, too short for its header", len(v))
-	}
-	n := 9 + int(v[8])
-	return binary.BigEndian.Uint64(v), taskrt.OpStatus(v[9:n]), v[n:], nil
-}
-
-// decodeOpRecord decodes a stored record. Task outputs go back through
-// taskrt.NormalizeObject so that their numbers come back as the int64 and
-// float64 the saga kernel made them, not as the float64 plain JSON decoding
-// would give: a rule comparing an output must judge the same whether the
-// record came from memory or from disk.
-func decodeOpRecord(v []byte) (*OpRecord, error) {
-	_, _, body, err := opHeader(v)
-	if err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	r := new(OpRecord)
-	if err := dec.Decode(r); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	for i := range r.Saga.Tasks {
-		out, err := taskrt.NormalizeObject(r.Saga.Tasks[i].Output)
-		if err != nil {
-			return nil, fmt.Errorf("decode record: task %d output: %w", i, err)
-		}
-		r.Saga.Tasks[i].Output = out
-	}
-	return r, nil
-}
-
 // ActiveOperations implements StateReader.
 func (s *BadgerStore) ActiveOperations() ([]Hash, error) {
 	var out []Hash
@@ -657,10 +613,11 @@ type BlockWrite struct {
 	// EntryHashes, when non-nil, are the hashes of the block's entries in
 	// order, as EntryHashes gives them, for a caller that has them already.
 	EntryHashes []Hash
-	// Encoded, when non-nil, holds stored encodings of Ops by id, as the
-	// block write budget measured them (Overlay.Encoded): they are written
-	// as they are; a record missing from it is encoded here.
-	Encoded map[Hash][]byte
+	// Encoded, when non-nil, holds what the block changed of Ops, by id,
+	// as the block write budget measured it (Overlay.Encoded): only those
+	// parts are written. A record missing from it is written whole, in
+	// parts (every part of it, which the budget did not measure).
+	Encoded map[Hash]*RecordWrite
 }
 
 // SaveBlock implements Store: everything goes into one badger transaction,
@@ -690,8 +647,29 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 		}
 	}
 
+	writes := make([]*RecordWrite, len(ops))
+	ids := make([]Hash, 0, len(ops))
+	for i, r := range ops {
+		if r == nil {
+			return fmt.Errorf("save block %d: nil operation record", h)
+		}
+		if writes[i] = w.Encoded[r.ID]; writes[i] == nil {
+			if writes[i], err = fullWrite(r); err != nil {
+				return fmt.Errorf("save block %d: %w", h, err)
+			}
+		}
+		ids = append(ids, r.ID)
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A record a block changes is in parts before the block writes the
+	// parts it changed (and a record written whole leaves no legacy key
+	// behind to shadow it).
+	if err := s.migrateLegacy(ids); err != nil {
+		return fmt.Errorf("save block %d: %w", h, err)
+	}
+	var written uint64
 	err = s.db.Update(func(txn *badger.Txn) error {
 		head, err := readHead(txn)
 		if err != nil {
@@ -699,6 +677,10 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 		}
 		if h != head+1 {
 			return fmt.Errorf("head is %d: %w", head, ErrNotNext)
+		}
+		set := func(k, v []byte) error {
+			written += uint64(len(k) + len(v))
+			return txn.Set(k, v)
 		}
 		sets := []struct{ k, v []byte }{
 			{heightKey(prefixBlock, h), blockRLP},
@@ -708,7 +690,7 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 			{keyHead, encodeHeight(h)},
 		}
 		for _, kv := range sets {
-			if err := txn.Set(kv.k, kv.v); err != nil {
+			if err := set(kv.k, kv.v); err != nil {
 				return err
 			}
 		}
@@ -720,31 +702,28 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 			return fmt.Errorf("%d entry hashes for %d entries", len(hashes), len(b.Entries))
 		}
 		for i, eh := range hashes {
-			if err := indexEntry(txn, eh, h, i); err != nil {
+			if err := indexEntry(txn, set, eh, h, i); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
 			}
 		}
 		keys, at := evidenceKeys(b.Entries)
 		for j, k := range keys {
-			if err := indexEntry(txn, k, h, at[j]); err != nil {
+			if err := indexEntry(txn, set, k, h, at[j]); err != nil {
 				return fmt.Errorf("entry %d: evidence key: %w", at[j], err)
 			}
 		}
-		for _, r := range ops {
-			if r == nil {
-				return errors.New("nil operation record")
-			}
-			if err := putOp(txn, r, w.Encoded[r.ID]); err != nil {
+		for i, r := range ops {
+			if err := writeRecord(txn, set, r, writes[i]); err != nil {
 				return err
 			}
 		}
 		if hostsJSON != nil {
-			if err := txn.Set(keyHosts, hostsJSON); err != nil {
+			if err := set(keyHosts, hostsJSON); err != nil {
 				return fmt.Errorf("hosts: %w", err)
 			}
 		}
 		if w.LastSigned != nil {
-			if err := txn.Set(keyLastSigned, bytes.Clone(w.LastSigned)); err != nil {
+			if err := set(keyLastSigned, bytes.Clone(w.LastSigned)); err != nil {
 				return fmt.Errorf("last-signed record: %w", err)
 			}
 		}
@@ -756,12 +735,13 @@ func (s *BadgerStore) SaveBlock(w BlockWrite) error {
 	if err != nil {
 		return fmt.Errorf("save block %d: %w", h, err)
 	}
+	s.written.Add(written)
 	return nil
 }
 
 // indexEntry records where an entry is. An entry seen before (a timeout
 // repeated after a retry has the same hash) keeps its first location.
-func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
+func indexEntry(txn *badger.Txn, set func(k, v []byte) error, hash Hash, h uint64, i int) error {
 	k := hashKey(prefixEntry, hash)
 	_, err := txn.Get(k)
 	if err == nil {
@@ -773,67 +753,7 @@ func indexEntry(txn *badger.Txn, hash Hash, h uint64, i int) error {
 	v := make([]byte, 12)
 	binary.BigEndian.PutUint64(v, h)
 	binary.BigEndian.PutUint32(v[8:], uint32(i))
-	return txn.Set(k, v)
-}
-
-// putOp writes one operation record, encoded as v (nil: encoded here),
-// and moves it between the status and active indexes.
-func putOp(txn *badger.Txn, r *OpRecord, v []byte) error {
-	if r == nil {
-		return errors.New("nil operation record")
-	}
-	if v == nil {
-		var err error
-		if v, err = encodeOpRecord(r); err != nil {
-			return fmt.Errorf("operation %s: encode: %w", r.ID.Hex(), err)
-		}
-	}
-	k := hashKey(prefixOp, r.ID)
-	item, err := txn.Get(k)
-	switch {
-	case err == nil:
-		// Only the header is needed: no copy of the whole old record.
-		var (
-			height uint64
-			status taskrt.OpStatus
-		)
-		if err := item.Value(func(v []byte) error {
-			var err error
-			height, status, _, err = opHeader(v)
-			return err
-		}); err != nil {
-			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
-		}
-		if err := txn.Delete(heightIDKey(statusPrefix(status), height, r.ID)); err != nil {
-			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
-		}
-		if height != r.Height {
-			if err := txn.Delete(heightIDKey([]byte{prefixOpByHeight}, height, r.ID)); err != nil {
-				return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
-			}
-		}
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
-	}
-	active := hashKey(prefixActive, r.ID)
-	for _, op := range []func() error{
-		func() error { return txn.Set(k, v) },
-		func() error { return txn.Set(heightIDKey([]byte{prefixOpByHeight}, r.Height, r.ID), nil) },
-		func() error { return txn.Set(heightIDKey(statusPrefix(r.Saga.Status), r.Height, r.ID), nil) },
-		func() error {
-			// Active means not final: running or rolling_back, the same
-			// rule MemState and Overlay apply.
-			if r.Saga.Status.Final() {
-				return txn.Delete(active)
-			}
-			return txn.Set(active, nil)
-		},
-	} {
-		if err := op(); err != nil {
-			return fmt.Errorf("operation %s: %w", r.ID.Hex(), err)
-		}
-	}
-	return nil
+	return set(k, v)
 }
 
 // LastSigned implements Store.

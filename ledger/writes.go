@@ -18,15 +18,24 @@ import (
 // entry always fits and nothing starves).
 //
 // What is measured (BlockWrites): for every operation record the block
-// reads or changes (SaveBlock rewrites each whole), its stored encoding
-// (encodeOpRecord) and six index writes; the function announcements when
-// the block read them; and for every entry, its body with its RLP framing
-// in the block and its entry-index write; plus a fixed part for the
-// header, signature and the head, hash and results keys. Each write is
-// charged writeOverhead bytes besides its key and value. The certificate
-// and the consensus record written with the block are not known while the
-// block is built; WriteReserve bounds them, and the store refuses at
-// startup a budget that, with the reserve, it could not write.
+// changed, the parts of it the store writes (see measureRecord and the key
+// layout in store.go): its head when the block created it; its summary,
+// with six index writes, when the summary changed; each task whose state
+// or assignment changed; each stage whose hashes changed; each event the
+// block appended. A part is charged its key, its value and writeOverhead;
+// a record the block only read costs nothing, since nothing of it is
+// written. What changed is decided by comparing the record as the block
+// leaves it with the record as the block found it in the committed state
+// (field by field, outputs by identity: see taskDiffers), so the charge is
+// a function of the block and the state it applies to, the same on every
+// node whatever it caches, and it is exactly what SaveBlock writes of the
+// record (BlockWrite.Encoded). The function announcements are charged
+// when the block read them; and every entry, its body with its RLP
+// framing in the block and its entry-index write; plus a fixed part for
+// the header, signature and the head, hash and results keys. The
+// certificate and the consensus record written with the block are not
+// known while the block is built; WriteReserve bounds them, and the store
+// refuses at startup a budget that, with the reserve, it could not write.
 const (
 	// writeOverhead is what each key written is charged besides its key and
 	// value: more than the 12 bytes badger adds to its size (metas and
@@ -35,11 +44,11 @@ const (
 	// MaxBatchSize / 96), so that a block within the byte budget is also
 	// within the count.
 	writeOverhead = 100
-	// indexKeyBound bounds the keys of a record's index writes (putOp):
+	// indexKeyBound bounds the keys of a record's index writes (writeRecord):
 	// "n" height id, "s" status 0x00 height id, "a" id, and the deletes
 	// of the old ones.
 	indexKeyBound = 64
-	// recordWrites are the keys putOp writes or deletes beside the record.
+	// recordWrites are the index keys writeRecord writes or deletes beside the summary.
 	recordWrites = 5
 	// entryFraming bounds an entry's RLP framing in the block: list and
 	// body headers and the kind.
@@ -62,26 +71,42 @@ var ErrBlockFull = errors.New("the block's store write budget is spent")
 // ErrBatchTooBig refuses an attestation batch whose store writes alone are
 // over params.max_block_write_bytes and that attests more than one
 // operation. A single entry over the budget is taken by an empty block,
-// but a batch rewrites the record of every operation its items attest, so
+// but a batch changes the record of every operation its items attest, so
 // one batch could make a block no store can write; it is signed as one
 // and cannot be taken in parts, so it is invalid and never fits: an
 // executor splits its batches to stay within the budget (see
-// RecordWriteCost). A batch of one operation's tasks writes one record,
-// as any single entry does, and is taken alone however big the record:
-// badger keeps a value of 1 MiB or more in its value log, counted as a
-// pointer, so one record does not make a transaction too big.
+// RecordWriteCost). A batch of one operation's tasks changes one record,
+// as any single entry does, and is taken alone however much it writes.
 var ErrBatchTooBig = errors.New("the attestation batch writes more than a block may")
 
-// RecordWriteCost returns what writing r costs a block, as the write
-// budget counts it: what an executor adds up, per operation its batch
-// attests, to keep the batch within max_block_write_bytes. A record the
-// store could not keep costs the whole budget.
+// RecordWriteCost estimates what the attestations of one stage of r
+// cost a block beside their outputs, as the write budget counts it: what
+// an executor adds up, once per operation its batch attests (and adds
+// each output to), to keep the batch within max_block_write_bytes. Those
+// attestations change their tasks, the summary and events, and may
+// release the next stage or the rollback of one (a stage part, every one
+// of its tasks' assignments, an event per task): so it is the summary,
+// two stage parts, and, for the biggest stage, two task parts (without
+// outputs) and two events per task. It reads only the plan's shape and
+// encodes nothing. A record whose operation does not compile costs the
+// whole budget.
 func (m *Machine) RecordWriteCost(r *OpRecord) uint64 {
-	n, err := recordWriteCost(r)
+	_, plan, err := m.Compiled(r)
 	if err != nil {
 		return m.genesis.Params.BlockWriteBytes()
 	}
-	return n
+	widest := 0
+	for _, st := range plan.Stages {
+		widest = max(widest, len(st))
+	}
+	const (
+		summaryBound = 128 // 9 RLP fields: numbers, a status, a hash
+		stageBound   = 4*33 + 3
+		taskBound    = 2*21 + 8*8 + 64 // addresses, numbers, statuses and framing
+		eventBound   = 192             // type, task id, stage, a short reason
+	)
+	n := partCost(headKeyLen, summaryBound) + recordWrites*(indexKeyBound+writeOverhead) + 2*partCost(taskKeyLen, stageBound)
+	return n + uint64(widest)*2*(partCost(taskKeyLen, taskBound)+partCost(eventKeyLen, eventBound))
 }
 
 // multiBatch reports whether e is an attestation batch of more than one
@@ -92,25 +117,6 @@ func multiBatch(e Entry) bool {
 	}
 	var b AttestationBatch
 	return rlp.DecodeBytes(e.Body, &b) == nil && len(b.Items) > 1
-}
-
-// recordWriteCost is what writing r costs the block: its stored encoding
-// under its key, and its index writes.
-func recordWriteCost(r *OpRecord) (uint64, error) {
-	n, _, err := encodeRecordCost(r)
-	return n, err
-}
-
-// encodeRecordCost is recordWriteCost with the encoding it measured,
-// which the store can write as it is.
-func encodeRecordCost(r *OpRecord) (uint64, []byte, error) {
-	v, err := encodeOpRecord(r)
-	if err != nil {
-		// The store could not keep it: an entry that leads here is
-		// refused, and a block that carries it is invalid.
-		return 0, nil, fmt.Errorf("operation %s: record cannot be stored: %w", r.ID.Hex(), err)
-	}
-	return uint64(len(v)) + 33 + writeOverhead + recordWrites*(indexKeyBound+writeOverhead), v, nil
 }
 
 // hostsWriteCost is what writing the announcements costs the block.
@@ -145,18 +151,19 @@ func WriteReserve(n int) uint64 {
 }
 
 // BlockWrites measures what committing a block whose entries were applied
-// to st writes to the store, as the write budget counts it: st's records
-// and announcements, as they are after the block, and entries. st keeps
-// the records' encodings for the store (see Overlay.Encoded).
+// to st writes to the store, as the write budget counts it: what the block
+// changed of st's records (see measureRecord), the announcements, and
+// entries. st keeps the changed parts, encoded, for the store (see
+// Overlay.Encoded).
 func BlockWrites(st *Overlay, entries []Entry) (uint64, error) {
 	n := uint64(blockWriteBase)
 	for id, r := range st.ops {
-		c, v, err := encodeRecordCost(r)
+		w, err := st.measureOp(id, r)
 		if err != nil {
 			return 0, err
 		}
-		st.keepEncoded(id, v)
-		n += c
+		st.keepEncoded(id, w)
+		n += w.cost
 	}
 	if st.hosts != nil {
 		c, err := hostsWriteCost(st.hosts)

@@ -126,8 +126,9 @@ func TestBlockWriteBudgetAlwaysTakesOne(t *testing.T) {
 	}
 }
 
-// The measure is of the store's own encoding: a record costs its stored
-// value, and the budget is a chain param that keeps old genesis hashes.
+// The measure is of the store's own encoding: a new record costs its
+// stored parts, which are what the store writes, and the budget is a
+// chain param that keeps old genesis hashes.
 func TestBlockWritesMeasureTheStoredRecord(t *testing.T) {
 	c := newTestChain(t)
 	sub := c.rawSubmission(paddedOp(t, 0, 20_000))
@@ -141,14 +142,22 @@ func TestBlockWritesMeasureTheStoredRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := encodeOpRecord(r)
+	w := ov.Encoded()[r.ID]
+	head, err := encodeHead(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ov.Encoded()[r.ID]; string(got) != string(v) {
-		t.Error("the encoding kept for the store is not the record's")
+	if w == nil || !w.created || string(w.head) != string(head) || len(w.tasks) != len(r.Tasks) || len(w.events) != len(r.Events) {
+		t.Fatalf("the parts kept for the store are not the new record's: %+v", w)
 	}
-	want := uint64(blockWriteBase) + uint64(len(v)) + 33 + writeOverhead + recordWrites*(indexKeyBound+writeOverhead)
+	var parts uint64
+	if err := forEachPart(r.ID, w, func(k, v []byte) error { parts += partCost(len(k), len(v)); return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.cost != parts+recordWrites*(indexKeyBound+writeOverhead) {
+		t.Errorf("the record is charged %d, its parts and index writes are %d", w.cost, parts+recordWrites*(indexKeyBound+writeOverhead))
+	}
+	want := uint64(blockWriteBase) + w.cost
 	for _, e := range in {
 		want += uint64(len(e.Body)) + entryFraming + entryIndexWrite
 	}
@@ -197,24 +206,30 @@ func TestStoreRefusesAWriteBudgetItCannotHold(t *testing.T) {
 	}
 }
 
-// An attestation batch rewrites the record of every operation it attests,
+// An attestation batch changes the record of every operation it attests,
 // so a block of one batch could write more than any store holds: a batch
 // of several operations over the budget alone is invalid and never fits
 // (Check refuses it, so the mempool does not keep it), while a smaller one
-// is taken, and so is a batch of one operation's tasks, which writes one
-// record as a single entry does.
+// is taken, and so is a batch of one operation's tasks, which changes one
+// record as a single entry does. Since records are written in parts, what
+// a batch writes is its items' outputs (in the entry and in each task's
+// part), not the records: the operations here are small and the outputs
+// big.
 func TestBlockWriteBudgetBatches(t *testing.T) {
 	c := newTestChain(t)
 	var subs []Entry
 	for i := range 8 {
 		c.height = uint64(i)
-		subs = append(subs, c.rawSubmission(paddedOp(t, i, 50_000)))
+		subs = append(subs, c.rawSubmission(paddedOp(t, i, 10)))
 	}
 	c.height = 0
 	c.block(10, subs...)
+	large := func(string, bool) (map[string]any, string) {
+		return map[string]any{"pad": strings.Repeat("y", 30_000)}, ""
+	}
 	var atts []Entry
 	for _, s := range subs {
-		atts = append(atts, c.attest(s.Hash(), c.val, ok)...)
+		atts = append(atts, c.attest(s.Hash(), c.val, large)...)
 	}
 	if len(atts) != 8 {
 		t.Fatalf("%d attestations, want 8", len(atts))
@@ -222,7 +237,7 @@ func TestBlockWriteBudgetBatches(t *testing.T) {
 	const budget = 300_000
 	c.m.genesis.Params.MaxBlockWriteBytes = budget
 	ctx := Context{Height: c.height + 1, Time: c.time + 10}
-	big := batchOf(t, c.val, atts) // eight ~50 KB records
+	big := batchOf(t, c.val, atts) // eight 30 KB outputs, each written twice
 	if err := c.m.Check(c.st, ctx, big); !errors.Is(err, ErrBatchTooBig) || !strings.Contains(err.Error(), "(max_block_write_bytes)") {
 		t.Errorf("Check of a batch over the budget alone: %v, want ErrBatchTooBig naming max_block_write_bytes", err)
 	}

@@ -16,6 +16,10 @@ type cachedStore struct {
 	ledger.Store
 	mu  sync.Mutex
 	ops map[ledger.Hash]*ledger.OpRecord
+	// sizes are the cached records' estimated heap bytes
+	// (OpRecord.ApproxSize), and bytes their sum.
+	sizes map[ledger.Hash]int
+	bytes int
 	// active mirrors the store's index of operations not yet final; it is
 	// read for every block (due timeouts) and loaded once.
 	active map[ledger.Hash]bool
@@ -23,10 +27,24 @@ type cachedStore struct {
 
 var _ ledger.Store = (*cachedStore)(nil)
 
-const maxCachedOps = 50_000
+// The cache's memory budget: at most maxCachedOps records and at most
+// maxCachedBytes of them by their estimated heap size (OpRecord.ApproxSize:
+// the operation file, ~400 bytes per task plus its output, ~200 per event),
+// whichever comes first. Reaching either empties the cache (records are
+// read again from the store as entries need them), and a record larger
+// than maxCachedRecordBytes alone is not cached at all, so one huge
+// operation cannot hold the budget. Only operations not yet final are
+// cached (see put). So the cache holds at most about 256 MiB, whatever the
+// operations' sizes; before the byte bound, 50,000 records of 500 tasks
+// each could hold gigabytes.
+const (
+	maxCachedOps         = 50_000
+	maxCachedBytes       = 256 << 20
+	maxCachedRecordBytes = maxCachedBytes / 4
+)
 
 func newCachedStore(s ledger.Store) *cachedStore {
-	return &cachedStore{Store: s, ops: make(map[ledger.Hash]*ledger.OpRecord)}
+	return &cachedStore{Store: s, ops: make(map[ledger.Hash]*ledger.OpRecord), sizes: make(map[ledger.Hash]int)}
 }
 
 // Operation returns a committed record, from memory when it can.
@@ -71,7 +89,7 @@ func (c *cachedStore) ActiveOperations() ([]ledger.Hash, error) {
 func (c *cachedStore) SaveBlock(w ledger.BlockWrite) error {
 	if err := c.Store.SaveBlock(w); err != nil {
 		c.mu.Lock()
-		clear(c.ops) // the store may or may not hold the block: forget all
+		c.forgetAll() // the store may or may not hold the block
 		c.active = nil
 		c.mu.Unlock()
 		return err
@@ -97,15 +115,34 @@ func (c *cachedStore) SaveBlock(w ledger.BlockWrite) error {
 // reads a finished operation again, and keeping every finished one made
 // each garbage collection walk all their task outputs, until collection
 // took a fifth of a loaded validator's time.
+//
+// The size is estimated outside the lock: it walks the record, O(its
+// tasks and events), which is of the order of what applying an entry of
+// it costs already.
 func (c *cachedStore) put(r *ledger.OpRecord) {
+	size := 0
+	if !r.Saga.Status.Final() {
+		size = r.ApproxSize()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r.Saga.Status.Final() {
-		delete(c.ops, r.ID)
+	c.bytes -= c.sizes[r.ID]
+	delete(c.ops, r.ID)
+	delete(c.sizes, r.ID)
+	if r.Saga.Status.Final() || size > maxCachedRecordBytes {
 		return
 	}
-	if len(c.ops) >= maxCachedOps {
-		clear(c.ops)
+	if len(c.ops) >= maxCachedOps || c.bytes+size > maxCachedBytes {
+		c.forgetAll()
 	}
 	c.ops[r.ID] = r
+	c.sizes[r.ID] = size
+	c.bytes += size
+}
+
+// forgetAll empties the record cache; c.mu is held.
+func (c *cachedStore) forgetAll() {
+	clear(c.ops)
+	clear(c.sizes)
+	c.bytes = 0
 }

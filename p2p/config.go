@@ -31,6 +31,16 @@ const (
 	DefaultSeenTTL = 10 * time.Second
 	// DefaultSyncTimeout bounds one block-sync exchange on either side.
 	DefaultSyncTimeout = 15 * time.Second
+	// DefaultKeepAlive is how long a connection may stay silent before the
+	// host pings the peer over it, and DefaultKeepAliveTimeout how long the
+	// answer (or any write) may take before the connection is closed as
+	// dead. yamux's own 30s and 10s let a link that was cut without a
+	// reset (a network disconnect, a paused container, a host gone) count
+	// as connected for some 40s: every block-sync request to the peer then
+	// hangs for the full SyncTimeout, gossip to it is queued and dropped,
+	// and the node neither redials it nor counts it out as a proposer.
+	DefaultKeepAlive        = 2 * time.Second
+	DefaultKeepAliveTimeout = 5 * time.Second
 	// DefaultSyncMaxRecords caps the records of one block-sync response.
 	DefaultSyncMaxRecords = 256
 	// DefaultSyncMaxBytes caps the record bytes of one block-sync response.
@@ -116,6 +126,10 @@ type Config struct {
 	SeenTTL time.Duration
 	// SyncTimeout bounds one block-sync request on either side.
 	SyncTimeout time.Duration
+	// KeepAlive and KeepAliveTimeout bound how long a dead connection
+	// counts as open (see DefaultKeepAlive): at most about their sum.
+	KeepAlive        time.Duration
+	KeepAliveTimeout time.Duration
 	// SyncMaxRecords and SyncMaxBytes cap one block-sync response, both the
 	// ones this host serves and the ones it accepts.
 	SyncMaxRecords int
@@ -147,6 +161,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setDefault(&c.SeenTTL, DefaultSeenTTL)
 	setDefault(&c.SyncTimeout, DefaultSyncTimeout)
+	setDefault(&c.KeepAlive, DefaultKeepAlive)
+	setDefault(&c.KeepAliveTimeout, DefaultKeepAliveTimeout)
 	setDefault(&c.SyncMaxRecords, DefaultSyncMaxRecords)
 	setDefault(&c.SyncMaxBytes, DefaultSyncMaxBytes)
 	setDefault(&c.RefusedBackoff, DefaultRefusedBackoff)
@@ -204,6 +220,8 @@ func (c *Config) check() error {
 		{"DialBackoffMax", c.DialBackoffMax},
 		{"SeenTTL", c.SeenTTL},
 		{"SyncTimeout", c.SyncTimeout},
+		{"KeepAlive", c.KeepAlive},
+		{"KeepAliveTimeout", c.KeepAliveTimeout},
 		{"RefusedBackoff", c.RefusedBackoff},
 		{"RefusalLogInterval", c.RefusalLogInterval},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -91,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.Identity(key),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, muxer(cfg.KeepAlive, cfg.KeepAliveTimeout)),
 		libp2p.ConnectionGater(gater),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
@@ -152,6 +153,18 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	go h.watchConnections()
 	h.startRedialers(static)
 	return h, nil
+}
+
+// muxer returns libp2p's yamux transport with a keepalive of its own: a
+// ping after keepAlive without a frame from the peer, and the connection
+// closed when the pong or a write takes longer than timeout (see
+// DefaultKeepAlive for why yamux's defaults are too slow).
+func muxer(keepAlive, timeout time.Duration) *yamux.Transport {
+	c := *yamux.DefaultTransport.Config()
+	c.EnableKeepAlive = true
+	c.KeepAliveInterval = keepAlive
+	c.ConnectionWriteTimeout = timeout
+	return (*yamux.Transport)(&c)
 }
 
 // resourceManager is libp2p's resource manager with its default limits,

@@ -85,7 +85,7 @@ line wins over the environment, which wins over the file.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(a.newPlanCmd(), a.newRunCmd(), a.newVersionCmd(),
 		a.newInitCmd(), a.newKeysCmd(), a.newDevCmd(), a.newNodeCmd(),
-		a.newSubmitCmd(), a.newOpCmd(), a.newChainCmd(), a.newExportCmd(), a.newVerifyCmd(), a.newBenchCmd(),
+		a.newSubmitCmd(), a.newOpCmd(), a.newChainCmd(), a.newExportCmd(), a.newImportCmd(), a.newVerifyCmd(), a.newBenchCmd(),
 		a.newTestnetCmd(), a.newDemoCmd())
 	return root
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sagachain/sagachain/ledger"
+	"github.com/sagachain/sagachain/node"
 	"github.com/sagachain/sagachain/node/rpc"
 	"github.com/sagachain/sagachain/taskrt"
 )
@@ -28,6 +29,14 @@ func (a *app) newSubmitCmd() *cobra.Command {
 it again (its functions must be hosted, your key must be a genesis submitter)
 and returns once a block records it. It prints the operation id; with --wait
 it follows the operation live, stage by stage, to its end.
+
+A slow commit is not a failure: when the node does not confirm the commit in
+time (it answers after 30s) or its answer is lost, submit says so on stderr
+with the operation id and keeps waiting for the commit, sending the same
+signed bytes again when the node has lost them, which is a no-op when it has
+not. Ctrl-C stops the waiting, not the operation: sagachain op get ID then
+tells whether it committed. Submitting the file again instead makes a new
+operation.
 
 Exit codes: 0 submitted (with --wait: completed), 2 refused (bad file, unknown
 function, key not allowed: nothing was recorded), 3 rolled back, 4
@@ -43,6 +52,9 @@ rollback_failed, 1 anything else.`,
 	cmd.Flags().Bool("wait", false, "follow the operation to its end; the exit code says how it ended")
 	cmd.Flags().Bool("json", false, `print {"id": ...}, or with --wait only the final operation (what op get --json prints)`)
 	cmd.Flags().String("key", "", "the key to sign with (default ~/.sagachain/client.key)")
+	cmd.Flags().Duration("answer-timeout", node.SubmitTimeout+10*time.Second, "how long to wait for the node's answer before following the commit by other means")
+	// For tests, which make the answer late without waiting for it.
+	_ = cmd.Flags().MarkHidden("answer-timeout")
 	return cmd
 }
 
@@ -78,10 +90,14 @@ func (a *app) submit(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	answerWait, err := time.ParseDuration(a.flagString("answer-timeout"))
+	if err != nil || answerWait <= 0 {
+		return usageError(fmt.Errorf("%s: want a positive duration such as 40s, got %q", a.flagSource("answer-timeout"), a.flagString("answer-timeout")))
+	}
 	sent := time.Now()
-	res, err := c.Submit(ctx, e)
+	res, err := a.sendSubmission(ctx, c, e, args[0], answerWait)
 	if err != nil {
-		return a.nodeError(c, args[0], err)
+		return err
 	}
 	id := res.ID.Hex()
 	if !wait {
@@ -104,6 +120,97 @@ func (a *app) submit(cmd *cobra.Command, args []string) error {
 		}
 	}
 	return finalStatus(v, asJSON)
+}
+
+// sendSubmission sends a submission and returns once a block holds it.
+// The node answers sc_submit once it has committed the entry, or after
+// node.SubmitTimeout with an error although the entry stays queued and may
+// commit later; an answer can also be lost on the way. Neither is a
+// failure, and submitting the file again would make a second operation:
+// so, after answerWait or any failure other than a refusal, it says so on
+// stderr with the id, and waits for the commit through the operation's
+// status subscription, sending the same signed bytes again whenever the
+// node knows nothing of them (a no-op for a node that does: the id is the
+// entry's hash). It fails for a refusal (nothing recorded), a node it
+// cannot reach, or an interrupt, saying how to follow the operation.
+func (a *app) sendSubmission(ctx context.Context, c *rpc.Client, e ledger.Entry, path string, answerWait time.Duration) (rpc.SubmitResult, error) {
+	id := e.Hash()
+	committed := rpc.SubmitResult{Hash: id, Kind: e.Kind.String(), ID: &id}
+	callCtx, cancel := context.WithTimeout(ctx, answerWait)
+	res, err := c.Submit(callCtx, e)
+	cancel()
+	if err == nil {
+		return res, nil
+	}
+	refused := func(err error) bool {
+		return errors.Is(err, rpc.ErrInvalidInput) || errors.Is(err, rpc.ErrNotFound) || errors.Is(err, rpc.ErrMempoolFull)
+	}
+	if refused(err) || ctx.Err() != nil {
+		return res, a.nodeError(c, path, err)
+	}
+	fmt.Fprintf(a.stderr, "submit: operation %s was sent, and the node has not confirmed its commit yet (%v); waiting for it. "+
+		"Ctrl-C stops the waiting, not the operation: then `sagachain op get %s` tells whether it committed. "+
+		"Do not submit the file again: that makes a new operation.\n", id.Hex(), err, id.Hex())
+	stopped := func(err error) error {
+		return fmt.Errorf("stopped waiting for operation %s to commit (%v); it may yet: sagachain op get %s", id.Hex(), err, id.Hex())
+	}
+	unreachable := 0
+	for {
+		if ctx.Err() != nil {
+			return res, stopped(ctx.Err())
+		}
+		status := make(chan rpc.OperationStatus, 1)
+		sub, err := c.SubscribeOperationStatus(ctx, id, status)
+		if err == nil {
+			unreachable = 0
+			select {
+			case <-status:
+				sub.Unsubscribe()
+				return committed, nil
+			case <-time.After(answerWait):
+				// Still pending: look again, in case the node dropped it.
+				sub.Unsubscribe()
+				continue
+			case err := <-sub.Err():
+				sub.Unsubscribe()
+				if err == nil {
+					err = errors.New("the node ended the subscription")
+				}
+				fmt.Fprintf(a.stderr, "submit: following operation %s: %v; looking again\n", id.Hex(), err)
+				continue
+			case <-ctx.Done():
+				sub.Unsubscribe()
+				return res, stopped(ctx.Err())
+			}
+		}
+		if errors.Is(err, rpc.ErrNotFound) {
+			// Neither committed nor queued: the node lost it (a restart
+			// empties its mempool). The same bytes again, with the node's
+			// own wait: it answers once they commit.
+			res, err = c.Submit(ctx, e)
+			switch {
+			case err == nil:
+				return res, nil
+			case refused(err):
+				return res, a.nodeError(c, path, err)
+			}
+		}
+		if ctx.Err() != nil {
+			return res, stopped(ctx.Err())
+		}
+		var re *rpc.Error
+		if !errors.As(err, &re) {
+			// Not an answer of the node: a few tries before giving up.
+			if unreachable++; unreachable >= 5 {
+				return res, fmt.Errorf("operation %s was sent, but the node at %s cannot be reached to tell whether it committed (%v): once it is back, sagachain op get %s --rpc %s",
+					id.Hex(), c.URL(), err, id.Hex(), c.URL())
+			}
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
 }
 
 // submission signs an operation as a submission entry. The nonce makes

@@ -136,6 +136,12 @@ func (api *API) Submit(entry hexutil.Bytes) (SubmitResult, error) {
 		res.ID = &b.Operation
 	}
 	if err := api.b.Submit(e); err != nil {
+		// The same bytes sent again are a no-op: a resend that a block
+		// committed while the node checked it (which then finds it a
+		// duplicate) gets the answer the first send got.
+		if _, _, lerr := api.b.Store().EntryLocation(res.Hash); lerr == nil {
+			return res, nil
+		}
 		return SubmitResult{}, refusal(fmt.Sprintf("%s %s", e.Kind, res.Hash.Hex()), err)
 	}
 	return res, nil
