@@ -221,6 +221,17 @@ const (
 	storeValueThreshold = 1 << 20
 )
 
+// The store's share of a node's memory budget (README, "Memory"): badger
+// holds up to storeNumMemtables memtables of storeMemTableSize in the Go
+// heap, and a block cache of storeBlockCacheSize for its compressed
+// tables. Badger's defaults (5 memtables, a 256 MiB cache) came to 576 MiB
+// before any work; one memtable takes writes while the other is flushed,
+// which a node's write rate (one transaction per block) never outruns.
+const (
+	storeNumMemtables   = 2
+	storeBlockCacheSize = 64 << 20
+)
+
 // OpenBadger opens, or creates, the store in dir. A directory whose files
 // badger would not open safely (see checkStoreDir: a lost MANIFEST, a
 // table cut short or with a bad checksum) is refused with a *StoreFault
@@ -238,6 +249,8 @@ func OpenBadger(dir string) (*BadgerStore, error) {
 	opts := badger.DefaultOptions(dir).
 		WithMemTableSize(storeMemTableSize).
 		WithValueThreshold(storeValueThreshold).
+		WithNumMemtables(storeNumMemtables).
+		WithBlockCacheSize(storeBlockCacheSize).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithChecksumVerificationMode(options.NoVerification).

@@ -218,6 +218,7 @@ func (a *app) runNode(ctx context.Context, what, dir, listen string, client ledg
 		defer stopDemo()
 		demoURL = u
 	}
+	limitMemory()
 	n, err := node.New(opts)
 	if err != nil {
 		if inUse(err) {
