@@ -95,17 +95,29 @@ func checkNoStore(home string) error {
 	return nil
 }
 
-// verifyExport checks the export at path against g as verify --file does.
-func verifyExport(g *ledger.Genesis, path string) (*ledger.VerifyReport, error) {
+// openExport opens the export at path for reading; the caller closes the
+// file once done with the reader, which streams from it. A file that does
+// not parse is a *ledger.Fault, as verify --file reports it.
+func openExport(path string) (*os.File, *ledger.ExportReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, nil, fmt.Errorf("import: %w", err)
 	}
-	defer f.Close()
 	x, err := ledger.ReadExport(f)
 	if err != nil {
-		return nil, &ledger.Fault{Entry: -1, Reason: err.Error(), Err: err}
+		f.Close()
+		return nil, nil, &ledger.Fault{Entry: -1, Reason: err.Error(), Err: err}
 	}
+	return f, x, nil
+}
+
+// verifyExport checks the export at path against g as verify --file does.
+func verifyExport(g *ledger.Genesis, path string) (*ledger.VerifyReport, error) {
+	f, x, err := openExport(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	if theirs := x.Genesis(); theirs.Hash() != g.Hash() {
 		return nil, &ledger.Fault{Entry: -1, Reason: fmt.Sprintf("%s is an export of chain %q (genesis %s), not of this home's chain %q (genesis %s)",
 			path, theirs.ChainID, theirs.Hash().Hex(), g.ChainID, g.Hash().Hex())}
@@ -117,15 +129,11 @@ func verifyExport(g *ledger.Genesis, path string) (*ledger.VerifyReport, error) 
 // opts.Home through the node's commit path. A block that does not check
 // out gives a *ledger.Fault: the file changed since it was verified.
 func replayExport(ctx context.Context, opts Options, path string) (*ImportReport, error) {
-	f, err := os.Open(path)
+	f, x, err := openExport(path)
 	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	x, err := ledger.ReadExport(f)
-	if err != nil {
-		return nil, &ledger.Fault{Entry: -1, Reason: err.Error(), Err: err}
-	}
 	n, err := New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
