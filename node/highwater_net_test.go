@@ -2,17 +2,13 @@ package node
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sagachain/sagachain/config"
 	"github.com/sagachain/sagachain/ledger"
-	"github.com/sagachain/sagachain/p2p"
 	"github.com/sagachain/sagachain/taskrt"
 )
 
@@ -21,44 +17,12 @@ import (
 // peers before it takes part in consensus again, and signs nothing that
 // conflicts with what it signed before: no validator records evidence.
 func TestRewoundValidatorCatchesUpWithoutDoubleSigning(t *testing.T) {
-	user := key(t, 100)
-	g := &ledger.Genesis{ChainID: "test-net", Time: 1, Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
-	var keys []*ledger.PrivateKey
-	for i := range 4 {
-		k := key(t, byte(i+1))
-		keys = append(keys, k)
-		g.Validators = append(g.Validators, ledger.NewGenesisValidator(k, fmt.Sprintf("node%d", i)))
-	}
-	ports := freePorts(t, 4)
-	var addrs []string
-	for i, k := range keys {
-		id, err := p2p.PeerID(k.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id))
-	}
+	opts, user := networkOptions(t, 4, nil, nil)
 	home := t.TempDir() // node 3's; the others keep their ledgers in memory
-	options := func(i int) Options {
-		cfg := config.Default()
-		cfg.ChainID = g.ChainID
-		cfg.RPC.Listen = "127.0.0.1:0"
-		cfg.P2P.Listen = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[i])
-		cfg.Consensus.TimeoutPropose = 500 * time.Millisecond
-		for j, a := range addrs {
-			if j != i {
-				cfg.P2P.Peers = append(cfg.P2P.Peers, a)
-			}
-		}
-		o := Options{Config: cfg, Genesis: g, Key: keys[i], InMemory: i != 3, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		if i == 3 {
-			o.Home = home
-		}
-		return o
-	}
+	opts[3].InMemory, opts[3].Home = false, home
 	start := func(i int) *testNode {
 		t.Helper()
-		n, err := New(options(i))
+		n, err := New(opts[i])
 		if err != nil {
 			t.Fatal(err)
 		}

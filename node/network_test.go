@@ -62,6 +62,24 @@ func startNetworkWith(t testing.TB, n int, observers []*ledger.PrivateKey) []*te
 // configure, when not nil, changes node i's configuration.
 func newNetwork(t testing.TB, n int, observers []*ledger.PrivateKey, configure func(i int, c *config.Config)) []*testNode {
 	t.Helper()
+	opts, user := networkOptions(t, n, observers, configure)
+	var nodes []*testNode
+	for _, o := range opts {
+		nd, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, newTestNode(t, nd, user))
+	}
+	return nodes
+}
+
+// networkOptions returns the options of n validators on 127.0.0.1 that
+// know each other as static peers, each with an in-memory ledger, and of
+// one observer per key in observers, with the key of the chain's one
+// submitter; configure, when not nil, changes node i's configuration.
+func networkOptions(t testing.TB, n int, observers []*ledger.PrivateKey, configure func(i int, c *config.Config)) ([]Options, *ledger.PrivateKey) {
+	t.Helper()
 	user := key(t, 100)
 	var keys []*ledger.PrivateKey
 	g := &ledger.Genesis{ChainID: "test-net", Time: 1, Submitters: []ledger.Address{user.Address()}, Params: ledger.DefaultParams()}
@@ -87,7 +105,7 @@ func newNetwork(t testing.TB, n int, observers []*ledger.PrivateKey, configure f
 		}
 		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ports[i], id))
 	}
-	var nodes []*testNode
+	var opts []Options
 	for i, k := range append(keys, observers...) {
 		cfg := config.Default()
 		cfg.P2P.Observers = observerIDs
@@ -108,14 +126,10 @@ func newNetwork(t testing.TB, n int, observers []*ledger.PrivateKey, configure f
 		if (i >= n || os.Getenv("SAGACHAIN_TEST_LOG") == "all") && os.Getenv("SAGACHAIN_TEST_LOG") != "" {
 			logw = os.Stderr
 		}
-		nd, err := New(Options{Config: cfg, Genesis: g, Key: k, InMemory: true,
+		opts = append(opts, Options{Config: cfg, Genesis: g, Key: k, InMemory: true,
 			Log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, newTestNode(t, nd, user))
 	}
-	return nodes
+	return opts, user
 }
 
 // A validator that starts after the others have committed blocks, while
