@@ -387,15 +387,21 @@ func TestRecordGrowthWithStages(t *testing.T) {
 	t.Logf("N=100: %d blocks, %d bytes written (%d per task), %d charged; whole-record rewrites would write %d", b1, w1, w1/100, m1, l1)
 	t.Logf("N=400: %d blocks, %d bytes written (%d per task), %d charged; whole-record rewrites would write %d", b4, w4, w4/400, m4, l4)
 	t.Logf("ratio 400/100: written %.2f, charged %.2f, whole-record %.2f", float64(w4)/float64(w1), float64(m4)/float64(m1), float64(l4)/float64(l1))
+	checkLinear(t, "the stages", w1, m1, w4, m4, 400)
+}
+
+// checkLinear fails unless 4x the input (what) wrote and was charged at
+// most 5x the bytes of 1x, and, in absolute terms, a few KB per task of
+// the 4x run (its block, its parts, its events), independent of size.
+func checkLinear(t *testing.T, what string, w1, m1, w4, m4, tasks4 uint64) {
+	t.Helper()
 	if r := float64(w4) / float64(w1); r > 5 {
-		t.Errorf("4x the stages wrote %.1fx the bytes, want linear (at most 5x)", r)
+		t.Errorf("4x %s wrote %.1fx the bytes, want linear (at most 5x)", what, r)
 	}
 	if r := float64(m4) / float64(m1); r > 5 {
-		t.Errorf("4x the stages were charged %.1fx the bytes, want linear (at most 5x)", r)
+		t.Errorf("4x %s were charged %.1fx the bytes, want linear (at most 5x)", what, r)
 	}
-	// And in absolute terms: a few KB per task (its block, its parts,
-	// its events), independent of N.
-	if per := w4 / 400; per > 4_000 {
+	if per := w4 / tasks4; per > 4_000 {
 		t.Errorf("%d bytes written per task, want at most 4000", per)
 	}
 }
@@ -409,15 +415,7 @@ func TestRecordGrowthWithTasksPerStage(t *testing.T) {
 	t.Logf("4x25: %d blocks, %d bytes written (%d per task), %d charged; whole-record rewrites would write %d", b1, w1, w1/100, m1, l1)
 	t.Logf("4x100: %d blocks, %d bytes written (%d per task), %d charged; whole-record rewrites would write %d", b4, w4, w4/400, m4, l4)
 	t.Logf("ratio: written %.2f, charged %.2f, whole-record %.2f", float64(w4)/float64(w1), float64(m4)/float64(m1), float64(l4)/float64(l1))
-	if r := float64(w4) / float64(w1); r > 5 {
-		t.Errorf("4x the tasks per stage wrote %.1fx the bytes, want linear (at most 5x)", r)
-	}
-	if r := float64(m4) / float64(m1); r > 5 {
-		t.Errorf("4x the tasks per stage were charged %.1fx the bytes, want linear (at most 5x)", r)
-	}
-	if per := w4 / 400; per > 4_000 {
-		t.Errorf("%d bytes written per task, want at most 4000", per)
-	}
+	checkLinear(t, "the tasks per stage", w1, m1, w4, m4, 400)
 }
 
 // TestRecordPartsCoverEveryField: the parts encode, and taskDiffers and
